@@ -1,0 +1,477 @@
+//! From an RGB photograph to the network's NCHW input, and the geometry to map a network-sized
+//! class map back onto the photograph. The same code runs while training, on the host and on
+//! the Pi; its parameters travel inside the model bundle.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::error::PreprocessError;
+use crate::labels::{Class, LabelMap, nearest_source};
+
+/// How the photograph (or its crop) is resized to the network input.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ResizeFilter {
+    /// Pixel-area averaging when shrinking (OpenCV `INTER_AREA`, the seed recipe's filter);
+    /// bilinear when enlarging.
+    #[default]
+    Area,
+    /// Bilinear with pixel-centre alignment (OpenCV `INTER_LINEAR` without antialiasing).
+    Bilinear,
+    /// Nearest neighbour at pixel centres.
+    Nearest,
+}
+
+/// Order of the colour planes in the network input.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    /// For models trained on OpenCV-decoded (BGR) images.
+    Bgr,
+}
+
+/// How a coarse-to-fine second stage crops around the disc its first stage located.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct RoiPolicy {
+    /// Side of the square crop in units of the located disc's larger diameter.
+    pub context: f32,
+    /// Smallest crop side as a fraction of the photograph's shorter side, so a tiny false
+    /// detection still gets a useful field of view.
+    pub min_side_fraction: f32,
+}
+
+impl RoiPolicy {
+    /// The square crop around a disc centred at `(cx, cy)` with larger diameter `diameter`, in
+    /// pixels of a `width`x`height` photograph; shifted to lie inside the photograph, and
+    /// clipped only when the photograph is smaller than the crop.
+    pub fn crop_around(&self, cx: f32, cy: f32, diameter: f32, width: u32, height: u32) -> Rect {
+        let shorter = width.min(height) as f32;
+        let side = (self.context * diameter).max(self.min_side_fraction * shorter).round();
+        let side_w = (side as u32).clamp(1, width);
+        let side_h = (side as u32).clamp(1, height);
+        let place = |c: f32, side: u32, limit: u32| -> u32 {
+            let start = (c - side as f32 / 2.0).round().max(0.0) as u32;
+            start.min(limit - side)
+        };
+        Rect {
+            x: place(cx, side_w, width),
+            y: place(cy, side_h, height),
+            width: side_w,
+            height: side_h,
+        }
+    }
+}
+
+/// Preprocessing of one model stage; serialised into the model bundle.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PreprocessConfig {
+    /// Network input width in pixels.
+    pub width: u32,
+    /// Network input height in pixels.
+    pub height: u32,
+    pub filter: ResizeFilter,
+    /// Per-channel mean of [0, 1] intensities, in RGB order.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation, in RGB order.
+    pub std: [f32; 3],
+    pub channel_order: ChannelOrder,
+    /// Crop policy of a second stage; `None` feeds the whole photograph.
+    pub roi: Option<RoiPolicy>,
+}
+
+impl Default for PreprocessConfig {
+    /// The seed recipe: 512x512, AREA, mean 0.5 / std 0.5 so inputs span [-1, 1], RGB.
+    fn default() -> Self {
+        Self {
+            width: 512,
+            height: 512,
+            filter: ResizeFilter::Area,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            channel_order: ChannelOrder::Rgb,
+            roi: None,
+        }
+    }
+}
+
+impl PreprocessConfig {
+    /// The seed recipe at another square input size.
+    pub fn square(size: u32) -> Self {
+        Self { width: size, height: size, ..Self::default() }
+    }
+
+    /// Rejects configs that would divide by zero or produce an empty tensor.
+    pub fn validate(&self) -> Result<(), PreprocessError> {
+        let bad = |m: String| Err(PreprocessError::InvalidConfig(m));
+        if self.width == 0 || self.height == 0 {
+            return bad(format!("input size {}x{} is empty", self.width, self.height));
+        }
+        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+            return bad(format!("std {:?} must be positive", self.std));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return bad(format!("mean {:?} must be finite", self.mean));
+        }
+        if let Some(roi) = self.roi
+            && !(roi.context > 0.0 && roi.context.is_finite() && roi.min_side_fraction >= 0.0)
+        {
+            return bad(format!("region-of-interest policy {roi:?} is invalid"));
+        }
+        Ok(())
+    }
+}
+
+/// A rectangle in photograph pixels.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Rect {
+    /// The whole of a `width`x`height` image.
+    pub fn full(width: u32, height: u32) -> Self {
+        Self { x: 0, y: 0, width, height }
+    }
+}
+
+impl std::fmt::Display for Rect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}+{}+{}", self.width, self.height, self.x, self.y)
+    }
+}
+
+/// A dense f32 tensor in NCHW order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor4 {
+    /// `[N, C, H, W]`.
+    pub shape: [usize; 4],
+    pub data: Vec<f32>,
+}
+
+/// Where the network input came from: the photograph's size and the crop that was resized.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Photograph `(width, height)`.
+    pub original: (u32, u32),
+    /// The part of the photograph that was resized to the network input.
+    pub crop: Rect,
+    /// Network input `(width, height)`.
+    pub network: (u32, u32),
+}
+
+impl Geometry {
+    /// Maps a network-sized class map back onto the photograph by nearest neighbour at pixel
+    /// centres; pixels outside the crop are background.
+    ///
+    /// Panics if `net` is not network-sized: the caller made it from this geometry.
+    pub fn to_original(&self, net: &LabelMap) -> LabelMap {
+        assert_eq!(net.dimensions(), self.network, "class map is not network-sized");
+        let (w, h) = self.original;
+        let c = self.crop;
+        let mut out = LabelMap::filled(w, h, Class::Background);
+        let xs: Vec<u32> =
+            (0..c.width).map(|i| nearest_source(i, c.width, self.network.0)).collect();
+        for j in 0..c.height {
+            let sy = nearest_source(j, c.height, self.network.1);
+            for (i, &sx) in xs.iter().enumerate() {
+                out.set(c.x + i as u32, c.y + j, net.get(sx, sy));
+            }
+        }
+        out
+    }
+
+    /// Crops and resizes a photograph-sized class map to the network input (nearest
+    /// neighbour): the training target that matches [`preprocess`]'s input.
+    pub fn to_network(&self, labels: &LabelMap) -> LabelMap {
+        let c = self.crop;
+        let (nw, nh) = self.network;
+        let mut data = Vec::with_capacity(nw as usize * nh as usize);
+        for j in 0..nh {
+            let sy = c.y + nearest_source(j, nh, c.height);
+            for i in 0..nw {
+                data.push(labels.get(c.x + nearest_source(i, nw, c.width), sy));
+            }
+        }
+        LabelMap::from_classes(nw, nh, data).expect("length is nw * nh")
+    }
+
+    /// A point of the network input in photograph coordinates (continuous pixel units).
+    pub fn to_original_point(&self, x: f32, y: f32) -> (f32, f32) {
+        let sx = self.crop.width as f32 / self.network.0 as f32;
+        let sy = self.crop.height as f32 / self.network.1 as f32;
+        (self.crop.x as f32 + x * sx, self.crop.y as f32 + y * sy)
+    }
+}
+
+/// Preprocesses a photograph for one stage: crop (the whole photograph unless `roi` is given),
+/// resize with the configured filter, scale to [0, 1], normalise, NCHW with N = 1.
+///
+/// # Shapes
+/// - returns `[1, 3, config.height, config.width]`
+pub fn preprocess(
+    image: &RgbImage,
+    config: &PreprocessConfig,
+    roi: Option<Rect>,
+) -> Result<(Tensor4, Geometry), PreprocessError> {
+    config.validate()?;
+    let (w, h) = image.dimensions();
+    if w == 0 || h == 0 {
+        return Err(PreprocessError::EmptyImage { width: w, height: h });
+    }
+    let crop = roi.unwrap_or(Rect::full(w, h));
+    let inside = crop.width > 0
+        && crop.height > 0
+        && u64::from(crop.x) + u64::from(crop.width) <= u64::from(w)
+        && u64::from(crop.y) + u64::from(crop.height) <= u64::from(h);
+    if !inside {
+        return Err(PreprocessError::RoiOutside { roi: crop.to_string(), width: w, height: h });
+    }
+    let (ow, oh) = (config.width, config.height);
+    let rgb = resize_rgb(image, crop, ow, oh, config.filter);
+    let plane = ow as usize * oh as usize;
+    let mut data = vec![0f32; 3 * plane];
+    let order = match config.channel_order {
+        ChannelOrder::Rgb => [0usize, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
+    for (p, px) in rgb.chunks_exact(3).enumerate() {
+        for (plane_index, &src) in order.iter().enumerate() {
+            let v = px[src] / 255.0;
+            data[plane_index * plane + p] = (v - config.mean[src]) / config.std[src];
+        }
+    }
+    let geometry = Geometry { original: (w, h), crop, network: (ow, oh) };
+    Ok((Tensor4 { shape: [1, 3, oh as usize, ow as usize], data }, geometry))
+}
+
+/// Source taps of one output sample along one axis.
+type Taps = Vec<(u32, f32)>;
+
+/// Resampling taps for `n_out` outputs over `n_in` inputs starting at `offset`.
+fn axis_taps(offset: u32, n_in: u32, n_out: u32, filter: ResizeFilter) -> Vec<Taps> {
+    let scale = f64::from(n_in) / f64::from(n_out);
+    (0..n_out)
+        .map(|i| {
+            let i = f64::from(i);
+            match filter {
+                ResizeFilter::Nearest => {
+                    vec![(offset + nearest_source(i as u32, n_out, n_in), 1.0)]
+                }
+                ResizeFilter::Area if scale >= 1.0 => {
+                    // The output pixel covers [i*scale, (i+1)*scale) of the input; each input
+                    // pixel contributes the length it overlaps.
+                    let (a, b) = (i * scale, (i + 1.0) * scale);
+                    let first = a.floor() as u32;
+                    let last = (b.ceil() as u32).min(n_in);
+                    (first..last)
+                        .filter_map(|k| {
+                            let k0 = f64::from(k);
+                            let overlap = (b.min(k0 + 1.0) - a.max(k0)) / scale;
+                            (overlap > 1e-12).then_some((offset + k, overlap as f32))
+                        })
+                        .collect()
+                }
+                ResizeFilter::Area | ResizeFilter::Bilinear => {
+                    let s = ((i + 0.5) * scale - 0.5).clamp(0.0, f64::from(n_in - 1));
+                    let k = s.floor() as u32;
+                    let t = (s - f64::from(k)) as f32;
+                    if t > 0.0 && k + 1 < n_in {
+                        vec![(offset + k, 1.0 - t), (offset + k + 1, t)]
+                    } else {
+                        vec![(offset + k, 1.0)]
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Separable resize of `crop` to `ow`x`oh`; returns interleaved RGB in [0, 255].
+fn resize_rgb(image: &RgbImage, crop: Rect, ow: u32, oh: u32, filter: ResizeFilter) -> Vec<f32> {
+    let xt = axis_taps(crop.x, crop.width, ow, filter);
+    let yt = axis_taps(crop.y, crop.height, oh, filter);
+    let raw = image.as_raw();
+    let stride = image.width() as usize * 3;
+    // Horizontal pass over only the rows the vertical taps read.
+    let mut rows_needed = vec![false; image.height() as usize];
+    for taps in &yt {
+        for &(y, _) in taps {
+            rows_needed[y as usize] = true;
+        }
+    }
+    let ow_us = ow as usize;
+    let mut horizontal = vec![0f32; image.height() as usize * ow_us * 3];
+    for (y, _) in rows_needed.iter().enumerate().filter(|(_, n)| **n) {
+        let row = &raw[y * stride..(y + 1) * stride];
+        let out = &mut horizontal[y * ow_us * 3..(y + 1) * ow_us * 3];
+        for (o, taps) in out.chunks_exact_mut(3).zip(&xt) {
+            let mut acc = [0f32; 3];
+            for &(x, wgt) in taps {
+                let p = &row[x as usize * 3..x as usize * 3 + 3];
+                acc[0] += wgt * f32::from(p[0]);
+                acc[1] += wgt * f32::from(p[1]);
+                acc[2] += wgt * f32::from(p[2]);
+            }
+            o.copy_from_slice(&acc);
+        }
+    }
+    let mut out = vec![0f32; oh as usize * ow_us * 3];
+    for (j, taps) in yt.iter().enumerate() {
+        let dst = &mut out[j * ow_us * 3..(j + 1) * ow_us * 3];
+        for &(y, wgt) in taps {
+            let src = &horizontal[y as usize * ow_us * 3..(y as usize + 1) * ow_us * 3];
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d += wgt * s;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn pixel(t: &Tensor4, c: usize, y: usize, x: usize) -> f32 {
+        let [_, _, h, w] = t.shape;
+        t.data[c * h * w + y * w + x]
+    }
+
+    #[test]
+    fn seed_normalisation_maps_0_and_255_to_minus_one_and_one() {
+        let mut img = RgbImage::from_pixel(4, 4, Rgb([0, 255, 51]));
+        img.put_pixel(0, 0, Rgb([0, 255, 51]));
+        let (t, g) = preprocess(&img, &PreprocessConfig::square(2), None).unwrap();
+        assert_eq!(t.shape, [1, 3, 2, 2]);
+        assert_eq!(pixel(&t, 0, 1, 1), -1.0);
+        assert_eq!(pixel(&t, 1, 0, 0), 1.0);
+        assert!((pixel(&t, 2, 0, 1) - (-0.6)).abs() < 1e-6);
+        assert_eq!(g.crop, Rect::full(4, 4));
+    }
+
+    #[test]
+    fn area_downscale_by_two_is_the_block_mean() {
+        let mut img = RgbImage::new(4, 2);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            let v = (x * 10 + y * 100) as u8;
+            *p = Rgb([v, v, v]);
+        }
+        let cfg = PreprocessConfig {
+            mean: [0.0; 3],
+            std: [1.0 / 255.0; 3],
+            ..PreprocessConfig::square(2)
+        };
+        let cfg = PreprocessConfig { height: 1, ..cfg };
+        let (t, _) = preprocess(&img, &cfg, None).unwrap();
+        // block (0..2, 0..2): 0, 10, 100, 110 -> 55; block (2..4): 20, 30, 120, 130 -> 75
+        assert!((pixel(&t, 0, 0, 0) - 55.0).abs() < 1e-3);
+        assert!((pixel(&t, 0, 0, 1) - 75.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn area_with_fractional_scale_keeps_the_mean_and_constant_images() {
+        let mut img = RgbImage::new(7, 5);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = Rgb([(x * 30) as u8, (y * 50) as u8, 200]);
+        }
+        let cfg = PreprocessConfig {
+            width: 3,
+            height: 2,
+            mean: [0.0; 3],
+            std: [1.0 / 255.0; 3],
+            ..PreprocessConfig::default()
+        };
+        let (t, _) = preprocess(&img, &cfg, None).unwrap();
+        let mean_in: f32 = (0..7).map(|x| (x * 30) as f32).sum::<f32>() / 7.0;
+        let mean_out: f32 = (0..2)
+            .flat_map(|y| (0..3).map(move |x| (y, x)))
+            .map(|(y, x)| pixel(&t, 0, y, x))
+            .sum::<f32>()
+            / 6.0;
+        assert!((mean_in - mean_out).abs() < 1e-3, "{mean_in} vs {mean_out}");
+        for y in 0..2 {
+            for x in 0..3 {
+                assert!((pixel(&t, 2, y, x) - 200.0).abs() < 1e-3);
+            }
+        }
+    }
+
+    #[test]
+    fn bgr_order_and_per_channel_statistics() {
+        let img = RgbImage::from_pixel(2, 2, Rgb([255, 0, 0]));
+        let cfg = PreprocessConfig {
+            channel_order: ChannelOrder::Bgr,
+            mean: [0.5, 0.25, 0.0],
+            std: [0.5, 0.25, 1.0],
+            ..PreprocessConfig::square(2)
+        };
+        let (t, _) = preprocess(&img, &cfg, None).unwrap();
+        assert_eq!(pixel(&t, 0, 0, 0), 0.0); // blue plane first: (0 - 0) / 1
+        assert_eq!(pixel(&t, 1, 0, 0), -1.0); // green: (0 - 0.25) / 0.25
+        assert_eq!(pixel(&t, 2, 0, 0), 1.0); // red last: (1 - 0.5) / 0.5
+    }
+
+    #[test]
+    fn roi_crop_is_resized_and_mapped_back_into_place() {
+        let mut img = RgbImage::from_pixel(10, 8, Rgb([0, 0, 0]));
+        for y in 2..6 {
+            for x in 4..8 {
+                img.put_pixel(x, y, Rgb([255, 255, 255]));
+            }
+        }
+        let roi = Rect { x: 4, y: 2, width: 4, height: 4 };
+        let (t, g) = preprocess(&img, &PreprocessConfig::square(8), Some(roi)).unwrap();
+        assert!(t.data.iter().all(|&v| (v - 1.0).abs() < 1e-6), "crop is all white");
+        let net = LabelMap::filled(8, 8, Class::Cup);
+        let back = g.to_original(&net);
+        assert_eq!(back.dimensions(), (10, 8));
+        assert_eq!(back.count(Class::Cup), 16);
+        assert_eq!(back.get(4, 2), Class::Cup);
+        assert_eq!(back.get(3, 2), Class::Background);
+        assert_eq!(back.get(8, 5), Class::Background);
+        assert_eq!(g.to_original_point(4.0, 4.0), (6.0, 4.0));
+
+        let outside = Rect { x: 8, y: 0, width: 4, height: 4 };
+        let err = preprocess(&img, &PreprocessConfig::square(8), Some(outside)).unwrap_err();
+        assert!(matches!(err, PreprocessError::RoiOutside { .. }));
+    }
+
+    #[test]
+    fn to_network_then_to_original_is_identity_at_equal_size() {
+        let mut m = LabelMap::filled(6, 4, Class::Background);
+        m.set(2, 1, Class::Rim);
+        m.set(3, 2, Class::Cup);
+        let g = Geometry { original: (6, 4), crop: Rect::full(6, 4), network: (6, 4) };
+        assert_eq!(g.to_original(&g.to_network(&m)), m);
+    }
+
+    #[test]
+    fn invalid_configs_and_empty_images_are_refused() {
+        let img = RgbImage::new(4, 4);
+        let zero_std = PreprocessConfig { std: [0.5, 0.0, 0.5], ..PreprocessConfig::square(4) };
+        assert!(matches!(
+            preprocess(&img, &zero_std, None),
+            Err(PreprocessError::InvalidConfig(_))
+        ));
+        let empty = RgbImage::new(0, 3);
+        assert!(matches!(
+            preprocess(&empty, &PreprocessConfig::square(4), None),
+            Err(PreprocessError::EmptyImage { .. })
+        ));
+    }
+
+    #[test]
+    fn roi_policy_crops_a_square_inside_the_photograph() {
+        let p = RoiPolicy { context: 2.0, min_side_fraction: 0.1 };
+        let r = p.crop_around(20.0, 50.0, 30.0, 200, 100);
+        assert_eq!(r, Rect { x: 0, y: 20, width: 60, height: 60 }, "shifted right to stay inside");
+        let tiny = p.crop_around(100.0, 50.0, 1.0, 200, 100);
+        assert_eq!(tiny.width, 10, "min side fraction of the shorter side");
+        let huge = p.crop_around(100.0, 50.0, 500.0, 200, 100);
+        assert_eq!(huge, Rect { x: 0, y: 0, width: 200, height: 100 });
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Optic disc and cup segmentation of colour fundus photographs: the training-host tool.
 #[derive(Debug, Parser)]
@@ -20,6 +20,65 @@ pub enum Command {
     /// prediction of the same name in --pred. Example:
     /// `papilla score --pred results/ --truth refuge512/test/Disc_Cup_Masks --json`
     Score(ScoreArgs),
+    /// Train a UNet on GAMMA/REFUGE or RIM-ONE DL folders (burn; CPU by default).
+    ///
+    /// Example: `papilla train --data ../data/refuge512/train --out runs/r1 --size 256 --epochs 20`
+    Train(Box<TrainArgs>),
+    /// Score a trained run on a data folder (Dice disc, Dice cup, vCDR MAE).
+    ///
+    /// Example: `papilla evaluate --model runs/r1 --data ../data/refuge512/test`
+    Evaluate(EvaluateArgs),
+    /// Segment every photograph of a folder: a GAMMA submission of 0/128/255 BMPs.
+    ///
+    /// Example: `papilla predict --model runs/r1 --input photos/ --out results/ --zip results.zip`
+    Predict(PredictArgs),
+    /// Write a GAMMA-layout folder of synthetic fundus photographs with exact masks, for
+    /// trying the tools and convergence checks (never for training a real model).
+    ///
+    /// Example: `papilla synth --out /tmp/synth --count 40 --size 256`
+    Synth(SynthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SynthArgs {
+    /// Output folder (gets `fundus color images/` and `Disc_Cup_Masks/`).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 20)]
+    pub count: u64,
+    /// Side of the square photographs in pixels.
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    /// Vertical disc diameter as a fraction of the side (default: random 0.11-0.17).
+    #[arg(long)]
+    pub disc: Option<f32>,
+    /// Seed of the first image; image i uses seed + i.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Compute backend of burn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// burn's `flex` CPU backend.
+    Cpu,
+    /// burn-wgpu on a GPU (needs a build with `--features gpu`).
+    Wgpu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    /// SGD with momentum 0.9 and L2 weight decay (the seed recipe).
+    Momentum,
+    Adamw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpsamplingArg {
+    /// 2x2 transposed convolutions.
+    Transpose,
+    /// Nearest 2x resize then a 1x1 convolution.
+    Nearest,
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +97,124 @@ pub struct ScoreArgs {
     pub csv: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Training data folder (GAMMA/REFUGE layout, or RIM-ONE DL's root: its `train` split).
+    /// Repeat to mix data sets.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub data: Vec<PathBuf>,
+    /// Run directory: checkpoints, config.json, metrics.csv, curves.png.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    /// Epochs (the seed recipe: 150). With --resume, extends the run to this many.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Network input side in pixels (a multiple of 2^depth).
+    #[arg(long, default_value_t = 512)]
+    pub size: u32,
+    /// Batch size.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    pub backend: BackendArg,
+    /// Continue the run in --out from its last checkpoint (its config.json wins).
+    #[arg(long)]
+    pub resume: bool,
+    /// Explicit validation folder (repeatable); otherwise --val-fraction of the training data.
+    #[arg(long, value_name = "DIR")]
+    pub val: Vec<PathBuf>,
+    /// Share of the training data held out for validation (seeded).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Linear warm-up epochs before the cosine decay.
+    #[arg(long, default_value_t = 10)]
+    pub warmup_epochs: usize,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Momentum)]
+    pub optimizer: OptimizerArg,
+    /// L2 penalty (momentum) or decoupled weight decay (AdamW).
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Weight of a cross-entropy term added to the Dice loss.
+    #[arg(long, default_value_t = 0.0)]
+    pub ce_weight: f64,
+    /// UNet downsamplings.
+    #[arg(long, default_value_t = 4)]
+    pub depth: usize,
+    /// UNet channels at full resolution.
+    #[arg(long, default_value_t = 16)]
+    pub base_channels: usize,
+    /// Leave BatchNorm out.
+    #[arg(long)]
+    pub no_batch_norm: bool,
+    #[arg(long, value_enum, default_value_t = UpsamplingArg::Transpose)]
+    pub upsampling: UpsamplingArg,
+    /// Turn augmentation off.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Random rotation range in degrees (off by default).
+    #[arg(long, default_value_t = 0.0)]
+    pub rotate: f32,
+    /// Random scale range, e.g. 0.1 for 0.9-1.1 (off by default).
+    #[arg(long, default_value_t = 0.0)]
+    pub scale: f32,
+    /// Keep a numbered checkpoint every N epochs (0: only best and last).
+    #[arg(long, default_value_t = 10)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Threads that decode and resize the data.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// Run directory written by `papilla train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Data folder with ground truth (RIM-ONE DL's root means its `test` split). Default: the
+    /// run's own validation folders.
+    #[arg(long, value_name = "DIR")]
+    pub data: Vec<PathBuf>,
+    /// Print one JSON object (n, disc_dice, cup_dice, vcdr_mae, ..., images).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write per-image scores to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write overlays of the worst cases (lowest cup Dice) as PNGs into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// How many worst cases --report writes.
+    #[arg(long, default_value_t = 10)]
+    pub worst: usize,
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    pub backend: BackendArg,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Run directory written by `papilla train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Folder of photographs (.jpg/.png; or a GAMMA folder with `fundus color images/`).
+    #[arg(long, value_name = "DIR")]
+    pub input: PathBuf,
+    /// Output folder: one `<name>.bmp` per photograph, at its original size.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Also pack the BMPs into this zip file (a challenge submission).
+    #[arg(long, value_name = "FILE")]
+    pub zip: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    pub backend: BackendArg,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,8 +226,31 @@ mod tests {
         let cli =
             Cli::try_parse_from(["papilla", "score", "--pred", "p", "--truth", "t", "--json"])
                 .unwrap();
-        let Command::Score(args) = cli.command;
+        let Command::Score(args) = cli.command else { panic!("score") };
         assert!(args.json);
         assert_eq!(args.truth, PathBuf::from("t"));
+        let cli = Cli::try_parse_from([
+            "papilla",
+            "train",
+            "--data",
+            "a",
+            "--data",
+            "b",
+            "--out",
+            "r",
+            "--epochs",
+            "3",
+            "--size",
+            "256",
+            "--batch",
+            "2",
+            "--backend",
+            "cpu",
+            "--resume",
+        ])
+        .unwrap();
+        let Command::Train(t) = cli.command else { panic!("train") };
+        assert_eq!(t.data.len(), 2);
+        assert_eq!((t.epochs, t.size, t.batch, t.resume), (Some(3), 256, 2, true));
     }
 }

@@ -1,6 +1,13 @@
 //! `papilla-host`: the commands a researcher runs on the training host. The binary `papilla`
 //! is a thin shell over this library; every image goes through `papilla-shared`.
 
+pub mod app;
+pub mod augment;
 pub mod cli;
+pub mod data;
+pub mod inference;
 pub mod masks;
+pub mod model;
+pub mod plot;
 pub mod score;
+pub mod training;

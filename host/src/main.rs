@@ -1,18 +1,28 @@
 //! `papilla`: thin binary over `papilla_host`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Parser;
-use papilla_host::cli::{Cli, Command, ScoreArgs};
+use papilla_host::cli::{Cli, Command, EvaluateArgs, PredictArgs, ScoreArgs, SynthArgs, TrainArgs};
+use papilla_host::score::ScoreReport;
+
+/// Exit codes: 0 success, 1 error, 130 interrupted (a usable checkpoint was saved).
+const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Score(args) => score(args),
+        Command::Train(args) => train(*args),
+        Command::Evaluate(args) => evaluate(args),
+        Command::Predict(args) => predict(args),
+        Command::Synth(args) => synth(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("papilla: error: {err:#}");
             ExitCode::FAILURE
@@ -20,19 +30,86 @@ fn main() -> ExitCode {
     }
 }
 
-fn score(args: ScoreArgs) -> anyhow::Result<()> {
-    let report = papilla_host::score::score_dirs(&args.pred, &args.truth)?;
-    if let Some(path) = &args.csv {
+fn print_report(
+    report: &ScoreReport,
+    json: bool,
+    csv: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = csv {
         let file = std::fs::File::create(path)
             .with_context(|| format!("{}: cannot create the CSV file", path.display()))?;
         report
             .write_csv(std::io::BufWriter::new(file))
             .with_context(|| format!("{}: cannot write the CSV file", path.display()))?;
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", report.table());
     }
     Ok(())
+}
+
+fn score(args: ScoreArgs) -> anyhow::Result<ExitCode> {
+    let report = papilla_host::score::score_dirs(&args.pred, &args.truth)?;
+    print_report(&report, args.json, args.csv.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\npapilla: second interrupt: exiting without saving");
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        eprintln!("\npapilla: interrupted: saving a checkpoint (Ctrl-C again to abandon)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let outcome = papilla_host::app::train(&args, interrupt)?;
+    let s = &outcome.state;
+    if outcome.interrupted {
+        eprintln!(
+            "stopped after {} epochs; checkpoint in {} (continue with --resume)",
+            s.epoch,
+            args.out.display()
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    if let (Some(best), Some(epoch)) = (&s.best, s.best_epoch) {
+        println!(
+            "best epoch {epoch}: val Dice disc {:.4}, Dice cup {:.4}, vCDR MAE {:.4} ({} images); run in {}",
+            best.disc_dice,
+            best.cup_dice,
+            best.vcdr_mae,
+            best.n,
+            args.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let (report, overlays) = papilla_host::app::evaluate(&args)?;
+    print_report(&report, args.json, args.csv.as_deref())?;
+    for p in overlays {
+        eprintln!("overlay: {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
+    let written = papilla_host::app::predict(&args)?;
+    println!("{} masks written to {}", written.len(), args.out.display());
+    if let Some(zip) = &args.zip {
+        println!("submission: {}", zip.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
+    let n = papilla_host::app::synth(&args)?;
+    println!("{n} synthetic photographs with masks in {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
 }

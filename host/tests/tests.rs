@@ -2,4 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod common;
+mod data_loaders;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod score_cli;
+mod train_cli;

@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod error;
 pub mod labels;
 pub mod metrics;
+pub mod overlay;
 pub mod postprocess;
 pub mod preprocess;
 pub mod synth;

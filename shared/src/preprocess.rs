@@ -206,16 +206,23 @@ impl Geometry {
     }
 }
 
-/// Preprocesses a photograph for one stage: crop (the whole photograph unless `roi` is given),
-/// resize with the configured filter, scale to [0, 1], normalise, NCHW with N = 1.
-///
-/// # Shapes
-/// - returns `[1, 3, config.height, config.width]`
-pub fn preprocess(
+/// A photograph (or its crop) resized to the network input, before normalisation: interleaved
+/// RGB in [0, 255] as f32 (area averaging gives fractions). Training caches these and augments
+/// them; inference normalises them at once. Both then call [`normalize`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resized {
+    pub width: u32,
+    pub height: u32,
+    /// `height * width * 3` values, row-major, RGB.
+    pub rgb: Vec<f32>,
+}
+
+/// Crops (the whole photograph unless `roi` is given) and resizes with the configured filter.
+pub fn resize(
     image: &RgbImage,
     config: &PreprocessConfig,
     roi: Option<Rect>,
-) -> Result<(Tensor4, Geometry), PreprocessError> {
+) -> Result<(Resized, Geometry), PreprocessError> {
     config.validate()?;
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
@@ -231,20 +238,42 @@ pub fn preprocess(
     }
     let (ow, oh) = (config.width, config.height);
     let rgb = resize_rgb(image, crop, ow, oh, config.filter);
-    let plane = ow as usize * oh as usize;
+    let geometry = Geometry { original: (w, h), crop, network: (ow, oh) };
+    Ok((Resized { width: ow, height: oh, rgb }, geometry))
+}
+
+/// Scales to [0, 1], subtracts the mean, divides by the std and lays the planes out in the
+/// configured channel order.
+///
+/// # Shapes
+/// - returns `[1, 3, resized.height, resized.width]`
+pub fn normalize(resized: &Resized, config: &PreprocessConfig) -> Tensor4 {
+    let plane = resized.width as usize * resized.height as usize;
     let mut data = vec![0f32; 3 * plane];
     let order = match config.channel_order {
         ChannelOrder::Rgb => [0usize, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],
     };
-    for (p, px) in rgb.chunks_exact(3).enumerate() {
+    for (p, px) in resized.rgb.chunks_exact(3).enumerate() {
         for (plane_index, &src) in order.iter().enumerate() {
             let v = px[src] / 255.0;
             data[plane_index * plane + p] = (v - config.mean[src]) / config.std[src];
         }
     }
-    let geometry = Geometry { original: (w, h), crop, network: (ow, oh) };
-    Ok((Tensor4 { shape: [1, 3, oh as usize, ow as usize], data }, geometry))
+    Tensor4 { shape: [1, 3, resized.height as usize, resized.width as usize], data }
+}
+
+/// Preprocesses a photograph for one stage: [`resize`] then [`normalize`].
+///
+/// # Shapes
+/// - returns `[1, 3, config.height, config.width]`
+pub fn preprocess(
+    image: &RgbImage,
+    config: &PreprocessConfig,
+    roi: Option<Rect>,
+) -> Result<(Tensor4, Geometry), PreprocessError> {
+    let (resized, geometry) = resize(image, config, roi)?;
+    Ok((normalize(&resized, config), geometry))
 }
 
 /// Source taps of one output sample along one axis.

@@ -1,0 +1,113 @@
+//! Training and inference throughput of the UNet on burn's CPU backend (flex), printed as a
+//! table. Run with `cargo bench -p papilla-host --bench throughput`; set `PAPILLA_BENCH_QUICK=1`
+//! for 256 px only. Figures are medians of repeated runs; compare rows of one run, since
+//! other load on the machine moves all of them.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Tensor};
+use papilla_host::model::UNetConfig;
+use papilla_host::training::{TrainingConfig, loss, target_batch};
+use papilla_shared::labels::{Class, LabelMap};
+use papilla_shared::preprocess::PreprocessConfig;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct Row {
+    size: usize,
+    base: usize,
+    gflop: f64,
+    train_ips: f64,
+    infer_ms: f64,
+}
+
+fn bench(size: usize, base: usize, batch: usize, train_steps: usize, infer_runs: usize) -> Row {
+    let model_cfg = UNetConfig::new().with_base_channels(base);
+    let device = Device::flex();
+    let train_device = device.clone().autodiff();
+    let config = TrainingConfig::new(
+        model_cfg.clone(),
+        PreprocessConfig::square(size as u32),
+        papilla_host::augment::AugmentConfig::none(),
+        vec![],
+        vec![],
+    );
+    let mut model = model_cfg.init(&train_device);
+    let mut optim = {
+        use burn::optim::SgdConfig;
+        SgdConfig::new().init()
+    };
+    let mut target = LabelMap::filled(size as u32, size as u32, Class::Background);
+    for y in size / 3..size / 2 {
+        for x in size / 3..size / 2 {
+            target.set(x as u32, y as u32, Class::Rim);
+        }
+    }
+    let targets: Vec<&LabelMap> = (0..batch).map(|_| &target).collect();
+    let mut step_times = Vec::new();
+    for step in 0..=train_steps {
+        let x = Tensor::<4>::random(
+            [batch, 3, size, size],
+            Distribution::Normal(0.0, 1.0),
+            &train_device,
+        );
+        let y = target_batch(&targets, 3, &train_device);
+        let t = Instant::now();
+        let l = loss(model.forward(x), y, config.ce_weight);
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        train_device.sync().expect("the device finishes its work"); // time all of the step
+        if step > 0 {
+            step_times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let valid = model.valid();
+    let infer_device = device.without_autodiff();
+    let mut infer = Vec::new();
+    for run in 0..=infer_runs {
+        let x =
+            Tensor::<4>::random([1, 3, size, size], Distribution::Normal(0.0, 1.0), &infer_device);
+        let t = Instant::now();
+        let out = valid.forward(x).into_data();
+        std::hint::black_box(out);
+        if run > 0 {
+            infer.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Row {
+        size,
+        base,
+        gflop: model_cfg.flops(size) / 1e9,
+        train_ips: batch as f64 / median(step_times),
+        infer_ms: median(infer),
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("PAPILLA_BENCH_QUICK").is_some();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "UNet depth 4 on burn flex (CPU), {threads} threads; batch 4 for training, 1 for inference"
+    );
+    println!(
+        "{:>6} {:>5} {:>12} {:>16} {:>18}",
+        "size", "base", "GFLOP/img", "train img/s", "inference ms/img"
+    );
+    let mut configs = vec![(256, 8), (256, 16)];
+    if !quick {
+        configs.extend([(512, 8), (512, 16)]);
+    }
+    for (size, base) in configs {
+        let steps = if size >= 512 { 2 } else { 3 };
+        let r = bench(size, base, 4, steps, 5);
+        println!(
+            "{:>6} {:>5} {:>12.2} {:>16.2} {:>18.1}",
+            r.size, r.base, r.gflop, r.train_ips, r.infer_ms
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! The commands behind the `papilla` binary, as library functions (the binary only parses
+//! arguments, prints and maps errors to exit codes).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use burn::tensor::Device;
+use thiserror::Error;
+
+use crate::augment::AugmentConfig;
+use crate::cli::{
+    BackendArg, EvaluateArgs, OptimizerArg, PredictArgs, SynthArgs, TrainArgs, UpsamplingArg,
+};
+use crate::data::{self, DataError, LoadReport, Sample};
+use crate::inference::{self, InferError, RunModel};
+use crate::model::{UNetConfig, Upsampling};
+use crate::score::ScoreReport;
+use crate::training::{self, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
+use papilla_shared::preprocess::PreprocessConfig;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error(
+        "the wgpu backend needs a build with `--features gpu` (cargo build --release -p papilla-host --features gpu)"
+    )]
+    NoGpuBuild,
+    #[error("{}: {what}", path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: cannot write the zip file: {message}", path.display())]
+    Zip { path: PathBuf, message: String },
+    #[error("evaluate needs --data, or a run whose config names validation folders")]
+    NoEvalData,
+}
+
+/// The burn device of a backend choice.
+pub fn device_for(backend: BackendArg) -> Result<Device, AppError> {
+    match backend {
+        BackendArg::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "gpu")]
+        BackendArg::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(not(feature = "gpu"))]
+        BackendArg::Wgpu => Err(AppError::NoGpuBuild),
+    }
+}
+
+/// Loads several data folders, printing each folder's cleaning report to stderr.
+pub fn load_folders(
+    dirs: &[PathBuf],
+    rimone_split: &str,
+    config: &PreprocessConfig,
+    threads: usize,
+) -> Result<Vec<Sample>, AppError> {
+    let mut all = Vec::new();
+    for dir in dirs {
+        let (samples, report): (Vec<Sample>, LoadReport) =
+            data::load_dir(dir, rimone_split, config, threads)?;
+        eprintln!("{}: {}", dir.display(), report.summary());
+        all.extend(samples);
+    }
+    Ok(all)
+}
+
+/// The training config a `papilla train` command line asks for.
+pub fn training_config(args: &TrainArgs) -> TrainingConfig {
+    let model = UNetConfig::new()
+        .with_depth(args.depth)
+        .with_base_channels(args.base_channels)
+        .with_batch_norm(!args.no_batch_norm)
+        .with_upsampling(match args.upsampling {
+            UpsamplingArg::Transpose => Upsampling::ConvTranspose,
+            UpsamplingArg::Nearest => Upsampling::Nearest,
+        });
+    let augment = if args.no_augment {
+        AugmentConfig::none()
+    } else {
+        AugmentConfig { rotate_deg: args.rotate, scale: args.scale, ..AugmentConfig::default() }
+    };
+    let names = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect();
+    TrainingConfig::new(
+        model,
+        PreprocessConfig::square(args.size),
+        augment,
+        names(&args.data),
+        names(&args.val),
+    )
+    .with_epochs(args.epochs.unwrap_or(150))
+    .with_batch_size(args.batch)
+    .with_lr(args.lr)
+    .with_warmup_epochs(args.warmup_epochs)
+    .with_optimizer(match args.optimizer {
+        OptimizerArg::Momentum => OptimizerKind::Momentum,
+        OptimizerArg::Adamw => OptimizerKind::AdamW,
+    })
+    .with_weight_decay(args.weight_decay)
+    .with_ce_weight(args.ce_weight)
+    .with_val_fraction(args.val_fraction)
+    .with_seed(args.seed)
+    .with_checkpoint_every(args.checkpoint_every)
+}
+
+/// `papilla train`.
+pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcome, AppError> {
+    let device = device_for(args.backend)?;
+    let config = if args.resume && args.out.join(training::CONFIG_FILE).is_file() {
+        let mut c = training::load_config(&args.out)?;
+        if let Some(e) = args.epochs {
+            c.epochs = e;
+        }
+        c
+    } else {
+        training_config(args)
+    };
+    let data: Vec<PathBuf> = config.data.iter().map(PathBuf::from).collect();
+    let val: Vec<PathBuf> = config.val.iter().map(PathBuf::from).collect();
+    let samples = load_folders(&data, "train", &config.preprocess, args.threads)?;
+    let (train_set, val_set) = if val.is_empty() {
+        data::split_validation(samples, config.val_fraction, config.seed)
+    } else {
+        (samples, load_folders(&val, "test", &config.preprocess, args.threads)?)
+    };
+    eprintln!(
+        "training on {} images, validating on {}, {}x{} px, {:.2} GFLOP per image forward",
+        train_set.len(),
+        val_set.len(),
+        config.preprocess.width,
+        config.preprocess.height,
+        config.model.flops(config.preprocess.width as usize) / 1e9
+    );
+    Ok(training::train(&config, &train_set, &val_set, &args.out, &device, args.resume, interrupt)?)
+}
+
+/// `papilla evaluate`: the report and, with `--report`, the overlays written.
+pub fn evaluate(args: &EvaluateArgs) -> Result<(ScoreReport, Vec<PathBuf>), AppError> {
+    let device = device_for(args.backend)?;
+    let run = inference::load_run(&args.model, &device)?;
+    let dirs: Vec<PathBuf> = if args.data.is_empty() {
+        run.config.val.iter().map(PathBuf::from).collect()
+    } else {
+        args.data.clone()
+    };
+    if dirs.is_empty() {
+        return Err(AppError::NoEvalData);
+    }
+    let samples = load_folders(&dirs, "test", &run.config.preprocess, args.threads)?;
+    let (report, masks) = inference::evaluate(&run, &samples)?;
+    let mut written = Vec::new();
+    if let Some(dir) = &args.report {
+        written = write_worst(&run, &report, &samples, &masks, dir, args.worst)?;
+    }
+    Ok((report, written))
+}
+
+fn write_worst(
+    _run: &RunModel,
+    report: &ScoreReport,
+    samples: &[Sample],
+    masks: &[papilla_shared::LabelMap],
+    dir: &Path,
+    worst: usize,
+) -> Result<Vec<PathBuf>, AppError> {
+    std::fs::create_dir_all(dir).map_err(|source| AppError::Io {
+        path: dir.to_owned(),
+        what: "cannot create",
+        source,
+    })?;
+    let mut order: Vec<usize> = (0..report.images.len()).collect();
+    order.sort_by(|&a, &b| {
+        report.images[a].scores.cup_dice.total_cmp(&report.images[b].scores.cup_dice)
+    });
+    let mut written = Vec::new();
+    for &i in order.iter().take(worst) {
+        let s = &samples[i];
+        let mut photo = inference::read_photo(&s.image_path)?;
+        if photo.dimensions() != s.truth.dimensions() {
+            photo = image::imageops::resize(
+                &photo,
+                s.truth.width(),
+                s.truth.height(),
+                image::imageops::FilterType::Triangle,
+            );
+        }
+        let img = papilla_shared::overlay::overlay(&photo, &masks[i], Some(&s.truth), 0);
+        let sc = &report.images[i].scores;
+        let name = format!(
+            "{:02}_{}_cup{:.3}_disc{:.3}.png",
+            written.len() + 1,
+            s.name.replace('/', "_"),
+            sc.cup_dice,
+            sc.disc_dice
+        );
+        let path = dir.join(name);
+        img.save(&path).map_err(|source| InferError::Write { path: path.clone(), source })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// `papilla predict`: the BMPs written (and the zip, when asked).
+pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
+    let device = device_for(args.backend)?;
+    let run = inference::load_run(&args.model, &device)?;
+    let photos = inference::list_photos(&args.input)?;
+    std::fs::create_dir_all(&args.out).map_err(|source| AppError::Io {
+        path: args.out.clone(),
+        what: "cannot create",
+        source,
+    })?;
+    let mut written = Vec::with_capacity(photos.len());
+    for (i, photo) in photos.iter().enumerate() {
+        let image = inference::read_photo(photo)?;
+        let mask = run.segment(&image)?;
+        let stem = photo.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = args.out.join(format!("{stem}.bmp"));
+        inference::write_mask_bmp(&mask, &path)?;
+        eprintln!("[{}/{}] {}", i + 1, photos.len(), path.display());
+        written.push(path);
+    }
+    if let Some(zip_path) = &args.zip {
+        write_zip(zip_path, &written)?;
+    }
+    Ok(written)
+}
+
+fn write_zip(path: &Path, files: &[PathBuf]) -> Result<(), AppError> {
+    let zerr = |m: String| AppError::Zip { path: path.to_owned(), message: m };
+    let tmp = path.with_extension("zip.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|source| AppError::Io {
+        path: tmp.clone(),
+        what: "cannot create",
+        source,
+    })?;
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for f in files {
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let bytes = std::fs::read(f).map_err(|source| AppError::Io {
+            path: f.clone(),
+            what: "cannot read",
+            source,
+        })?;
+        zip.start_file(name, options).map_err(|e| zerr(e.to_string()))?;
+        zip.write_all(&bytes).map_err(|e| zerr(e.to_string()))?;
+    }
+    zip.finish().map_err(|e| zerr(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|source| AppError::Io {
+        path: path.to_owned(),
+        what: "cannot replace",
+        source,
+    })
+}
+
+/// `papilla synth`: the number of photographs written.
+pub fn synth(args: &SynthArgs) -> Result<u64, AppError> {
+    use papilla_shared::synth::{SynthParams, generate};
+    let images = args.out.join(data::GAMMA_IMAGES);
+    let masks = args.out.join(data::GAMMA_MASKS[0]);
+    for dir in [&images, &masks] {
+        std::fs::create_dir_all(dir).map_err(|source| AppError::Io {
+            path: dir.clone(),
+            what: "cannot create",
+            source,
+        })?;
+    }
+    for i in 0..args.count {
+        let mut p = SynthParams::random(args.size, args.size, args.seed + i);
+        if let Some(d) = args.disc {
+            p.disc_diameter = d * args.size as f32;
+        }
+        let s = generate(&p);
+        let id = format!("S{:04}", args.seed + i);
+        let photo = images.join(format!("{id}.jpg"));
+        s.image.save(&photo).map_err(|source| InferError::Write { path: photo.clone(), source })?;
+        inference::write_mask_bmp(&s.labels, &masks.join(format!("{id}.bmp")))?;
+    }
+    Ok(args.count)
+}

@@ -1,0 +1,271 @@
+//! Training-time augmentation as the seed recipe: flips, colour jitter, rare blur; optional
+//! rotation and scale. Works on network-sized samples (after the shared resize, before the
+//! shared normalisation) from a seeded generator, so a run is reproducible.
+
+use papilla_shared::labels::{Class, LabelMap};
+use papilla_shared::preprocess::Resized;
+use papilla_shared::synth::SplitMix64;
+use serde::{Deserialize, Serialize};
+
+/// Augmentation settings; the defaults are the seed recipe's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AugmentConfig {
+    pub hflip: f32,
+    pub vflip: f32,
+    /// Probability of each colour jitter.
+    pub jitter_p: f32,
+    /// Brightness, contrast and saturation factors are drawn from [1 - r, 1 + r].
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+    /// Hue shift range in the seed's units (PaddleSeg / PIL: 1/256 of a turn).
+    pub hue: f32,
+    pub blur_p: f32,
+    /// Rotation range in degrees (0 = off).
+    pub rotate_deg: f32,
+    /// Scale range: factors in [1 - s, 1 + s] (0 = off).
+    pub scale: f32,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            hflip: 0.5,
+            vflip: 0.5,
+            jitter_p: 0.5,
+            brightness: 0.5,
+            contrast: 0.5,
+            saturation: 0.5,
+            hue: 18.0,
+            blur_p: 0.05,
+            rotate_deg: 0.0,
+            scale: 0.0,
+        }
+    }
+}
+
+impl AugmentConfig {
+    /// No augmentation at all (validation, tests of the loop itself).
+    pub fn none() -> Self {
+        Self {
+            hflip: 0.0,
+            vflip: 0.0,
+            jitter_p: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+            hue: 0.0,
+            blur_p: 0.0,
+            rotate_deg: 0.0,
+            scale: 0.0,
+        }
+    }
+}
+
+/// Returns an augmented copy of a sample.
+pub fn augment(
+    input: &Resized,
+    target: &LabelMap,
+    config: &AugmentConfig,
+    rng: &mut SplitMix64,
+) -> (Resized, LabelMap) {
+    let (w, h) = (input.width as usize, input.height as usize);
+    let mut img = input.rgb.clone();
+    let mut lab = target.clone();
+    let hit = |rng: &mut SplitMix64, p: f32| p > 0.0 && rng.unit() < p;
+
+    let (flip_h, flip_v) = (hit(rng, config.hflip), hit(rng, config.vflip));
+    if flip_h || flip_v {
+        let src_img = img.clone();
+        let src_lab = lab.clone();
+        for y in 0..h {
+            let sy = if flip_v { h - 1 - y } else { y };
+            for x in 0..w {
+                let sx = if flip_h { w - 1 - x } else { x };
+                img[(y * w + x) * 3..(y * w + x) * 3 + 3]
+                    .copy_from_slice(&src_img[(sy * w + sx) * 3..(sy * w + sx) * 3 + 3]);
+                lab.set(x as u32, y as u32, src_lab.get(sx as u32, sy as u32));
+            }
+        }
+    }
+
+    if config.rotate_deg > 0.0 || config.scale > 0.0 {
+        let angle =
+            rng.range(-config.rotate_deg, config.rotate_deg.max(f32::MIN_POSITIVE)).to_radians();
+        let s = rng.range(1.0 - config.scale, 1.0 + config.scale + f32::MIN_POSITIVE);
+        (img, lab) = affine(&img, &lab, w, h, angle, s);
+    }
+
+    if hit(rng, config.jitter_p) {
+        let f = rng.range(1.0 - config.brightness, 1.0 + config.brightness);
+        img.iter_mut().for_each(|v| *v *= f);
+    }
+    if hit(rng, config.jitter_p) {
+        let f = rng.range(1.0 - config.contrast, 1.0 + config.contrast);
+        let mean = img.chunks_exact(3).map(grey).sum::<f32>() / (w * h) as f32;
+        img.iter_mut().for_each(|v| *v = (*v - mean) * f + mean);
+    }
+    if hit(rng, config.jitter_p) {
+        let f = rng.range(1.0 - config.saturation, 1.0 + config.saturation);
+        for px in img.chunks_exact_mut(3) {
+            let g = grey(px);
+            px.iter_mut().for_each(|v| *v = (*v - g) * f + g);
+        }
+    }
+    if hit(rng, config.jitter_p) {
+        let turn = rng.range(-config.hue, config.hue) / 256.0;
+        rotate_hue(&mut img, turn * std::f32::consts::TAU);
+    }
+    img.iter_mut().for_each(|v| *v = v.clamp(0.0, 255.0));
+    if hit(rng, config.blur_p) {
+        img = blur3(&img, w, h);
+    }
+    (Resized { width: input.width, height: input.height, rgb: img }, lab)
+}
+
+/// ITU-R BT.601 luma, as PIL's greyscale.
+fn grey(px: &[f32]) -> f32 {
+    0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2]
+}
+
+/// Rotates hue by `angle` radians in YIQ space (keeps luma, like an HSV hue shift).
+fn rotate_hue(img: &mut [f32], angle: f32) {
+    let (c, s) = (angle.cos(), angle.sin());
+    for px in img.chunks_exact_mut(3) {
+        let (r, g, b) = (px[0], px[1], px[2]);
+        let y = 0.299 * r + 0.587 * g + 0.114 * b;
+        let i = 0.596 * r - 0.274 * g - 0.322 * b;
+        let q = 0.211 * r - 0.523 * g + 0.312 * b;
+        let (i2, q2) = (i * c - q * s, i * s + q * c);
+        px[0] = y + 0.956 * i2 + 0.621 * q2;
+        px[1] = y - 0.272 * i2 - 0.647 * q2;
+        px[2] = y - 1.106 * i2 + 1.703 * q2;
+    }
+}
+
+/// 3x3 Gaussian blur (1-2-1 kernel), edges clamped.
+fn blur3(img: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let k = [1.0f32, 2.0, 1.0];
+    let mut out = vec![0f32; img.len()];
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = [0f32; 3];
+            for (dy, ky) in k.iter().enumerate() {
+                let sy = (y + dy).saturating_sub(1).min(h - 1);
+                for (dx, kx) in k.iter().enumerate() {
+                    let sx = (x + dx).saturating_sub(1).min(w - 1);
+                    let p = &img[(sy * w + sx) * 3..(sy * w + sx) * 3 + 3];
+                    for c in 0..3 {
+                        acc[c] += ky * kx * p[c];
+                    }
+                }
+            }
+            out[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&acc.map(|v| v / 16.0));
+        }
+    }
+    out
+}
+
+/// Rotation by `angle` and scaling by `s` about the centre; bilinear for the image (black
+/// outside), nearest for the labels (background outside).
+fn affine(
+    img: &[f32],
+    lab: &LabelMap,
+    w: usize,
+    h: usize,
+    angle: f32,
+    s: f32,
+) -> (Vec<f32>, LabelMap) {
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let (c, sn) = (angle.cos() / s, angle.sin() / s);
+    let mut out = vec![0f32; img.len()];
+    let mut out_lab = LabelMap::filled(w as u32, h as u32, Class::Background);
+    for y in 0..h {
+        for x in 0..w {
+            let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+            let (sx, sy) = (c * dx + sn * dy + cx - 0.5, -sn * dx + c * dy + cy - 0.5);
+            let (nx, ny) = (sx.round(), sy.round());
+            if nx >= 0.0 && ny >= 0.0 && (nx as usize) < w && (ny as usize) < h {
+                out_lab.set(x as u32, y as u32, lab.get(nx as u32, ny as u32));
+            }
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (tx, ty) = (sx - x0, sy - y0);
+            let mut acc = [0f32; 3];
+            for (oy, wy) in [(0, 1.0 - ty), (1, ty)] {
+                for (ox, wx) in [(0, 1.0 - tx), (1, tx)] {
+                    let (px, py) = (x0 as i64 + ox, y0 as i64 + oy);
+                    if px >= 0 && py >= 0 && (px as usize) < w && (py as usize) < h {
+                        let p = &img[(py as usize * w + px as usize) * 3..][..3];
+                        for ch in 0..3 {
+                            acc[ch] += wx * wy * p[ch];
+                        }
+                    }
+                }
+            }
+            out[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&acc);
+        }
+    }
+    (out, out_lab)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Resized, LabelMap) {
+        let (w, h) = (4u32, 3u32);
+        let rgb = (0..w * h).flat_map(|i| [i as f32 * 10.0, 100.0, 50.0]).collect();
+        let mut lab = LabelMap::filled(w, h, Class::Background);
+        lab.set(0, 0, Class::Cup);
+        lab.set(1, 0, Class::Rim);
+        (Resized { width: w, height: h, rgb }, lab)
+    }
+
+    #[test]
+    fn flips_move_image_and_labels_together() {
+        let (img, lab) = sample();
+        let cfg = AugmentConfig { hflip: 1.0, vflip: 1.0, ..AugmentConfig::none() };
+        let (a, l) = augment(&img, &lab, &cfg, &mut SplitMix64::new(1));
+        assert_eq!(l.get(3, 2), Class::Cup);
+        assert_eq!(l.get(2, 2), Class::Rim);
+        assert_eq!(a.rgb[(2 * 4 + 3) * 3], 0.0, "pixel 0's red moved to the far corner");
+        assert_eq!(a.rgb[0], 110.0, "pixel 11's red moved to the origin");
+    }
+
+    #[test]
+    fn no_augmentation_is_the_identity_and_jitter_keeps_range_and_labels() {
+        let (img, lab) = sample();
+        let (a, l) = augment(&img, &lab, &AugmentConfig::none(), &mut SplitMix64::new(2));
+        assert_eq!((a, l), (img.clone(), lab.clone()));
+        let cfg = AugmentConfig {
+            hflip: 0.0,
+            vflip: 0.0,
+            jitter_p: 1.0,
+            blur_p: 1.0,
+            ..AugmentConfig::default()
+        };
+        for seed in 0..20 {
+            let (a, l) = augment(&img, &lab, &cfg, &mut SplitMix64::new(seed));
+            assert_eq!(l, lab);
+            assert!(a.rgb.iter().all(|v| (0.0..=255.0).contains(v)));
+            assert_ne!(a.rgb, img.rgb);
+        }
+    }
+
+    #[test]
+    fn hue_rotation_keeps_grey_and_full_turn_is_identity() {
+        let mut px = vec![80.0, 80.0, 80.0, 200.0, 40.0, 10.0];
+        rotate_hue(&mut px, std::f32::consts::TAU);
+        assert!((px[0] - 80.0).abs() < 0.5 && (px[2] - 80.0).abs() < 0.5);
+        assert!((px[3] - 200.0).abs() < 0.5 && (px[5] - 10.0).abs() < 0.5, "{px:?}");
+    }
+
+    #[test]
+    fn same_seed_same_augmentation() {
+        let (img, lab) = sample();
+        let cfg = AugmentConfig { rotate_deg: 15.0, scale: 0.1, ..AugmentConfig::default() };
+        let a = augment(&img, &lab, &cfg, &mut SplitMix64::new(9));
+        let b = augment(&img, &lab, &cfg, &mut SplitMix64::new(9));
+        assert_eq!(a, b);
+    }
+}

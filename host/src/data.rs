@@ -1,0 +1,404 @@
+//! Training and evaluation data: GAMMA/REFUGE and RIM-ONE DL folder layouts, the seed's
+//! cleaning step as a reported feature, and an in-memory cache of decoded, resized samples
+//! (an epoch never decodes a JPEG again).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use papilla_shared::labels::{LabelMap, MaskRole, decode_mask};
+use papilla_shared::preprocess::{Geometry, PreprocessConfig, Resized, resize};
+use papilla_shared::synth::SplitMix64;
+use thiserror::Error;
+
+/// Folder names of the GAMMA task-3 layout.
+pub const GAMMA_IMAGES: &str = "fundus color images";
+pub const GAMMA_MASKS: [&str; 2] = ["Disc_Cup_Masks", "Disc_Cup_Mask"];
+/// RIM-ONE DL's published layout.
+pub const RIMONE_IMAGES: &str = "partitioned_randomly/images";
+pub const RIMONE_MASKS: &str = "RIM-ONE_DL_reference_segmentations";
+
+/// Largest photograph accepted, per side: real fundus cameras stay far below; a
+/// 30000x30000 file is an attack or a mistake.
+pub const MAX_SIDE: u32 = 12_000;
+
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("{}: cannot list the folder", dir.display())]
+    ListDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: not a known data layout (expected `{GAMMA_IMAGES}/` with `Disc_Cup_Masks/`, or RIM-ONE DL's `{RIMONE_IMAGES}/` with `{RIMONE_MASKS}/`)",
+        dir.display()
+    )]
+    UnknownLayout { dir: PathBuf },
+    #[error("{}: no usable image/mask pairs ({skipped} skipped)", dir.display())]
+    Empty { dir: PathBuf, skipped: usize },
+}
+
+/// Where the masks of one image are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaskFiles {
+    /// One 0/128/255 mask (GAMMA, REFUGE).
+    Combined(PathBuf),
+    /// Separate binary disc and cup masks (RIM-ONE DL).
+    DiscCup { disc: PathBuf, cup: PathBuf },
+}
+
+/// An image and its masks, matched by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pair {
+    /// Identifier: the file stem.
+    pub name: String,
+    pub image: PathBuf,
+    pub masks: MaskFiles,
+}
+
+/// A file left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+fn list(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let err = |source| DataError::ListDir { dir: dir.to_owned(), source };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(err)? {
+        let p = e.map_err(err)?.path();
+        if p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn ext_in(p: &Path, exts: &[&str]) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| exts.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Finds the image/mask pairs of a data folder. `rimone_split` picks RIM-ONE DL's official
+/// split (`train` or `test`) when `dir` is its root; a GAMMA folder is taken whole.
+pub fn scan(dir: &Path, rimone_split: &str) -> Result<(Vec<Pair>, Vec<Skip>), DataError> {
+    let images = dir.join(GAMMA_IMAGES);
+    if images.is_dir() {
+        let Some(masks) = GAMMA_MASKS.iter().map(|m| dir.join(m)).find(|m| m.is_dir()) else {
+            return Err(DataError::UnknownLayout { dir: dir.to_owned() });
+        };
+        return scan_gamma(&images, &masks);
+    }
+    if dir.join(RIMONE_MASKS).is_dir() && dir.join(RIMONE_IMAGES).is_dir() {
+        return scan_rimone(dir, rimone_split);
+    }
+    Err(DataError::UnknownLayout { dir: dir.to_owned() })
+}
+
+fn scan_gamma(images: &Path, masks: &Path) -> Result<(Vec<Pair>, Vec<Skip>), DataError> {
+    let mut skips = Vec::new();
+    let mut by_stem: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for m in list(masks)? {
+        if ext_in(&m, &["bmp", "png"]) {
+            by_stem.insert(stem(&m), m);
+        } else {
+            skips.push(Skip { path: m, reason: "not a .bmp or .png mask".into() });
+        }
+    }
+    let mut pairs = Vec::new();
+    for img in list(images)? {
+        if !ext_in(&img, &["jpg", "jpeg", "png"]) {
+            skips.push(Skip { path: img, reason: "not a .jpg or .png image".into() });
+            continue;
+        }
+        let name = stem(&img);
+        match by_stem.remove(&name) {
+            Some(mask) => pairs.push(Pair { name, image: img, masks: MaskFiles::Combined(mask) }),
+            None => skips.push(Skip { path: img, reason: "no mask of the same name".into() }),
+        }
+    }
+    for (_, mask) in by_stem {
+        skips.push(Skip { path: mask, reason: "no image of the same name".into() });
+    }
+    Ok((pairs, skips))
+}
+
+fn scan_rimone(root: &Path, split: &str) -> Result<(Vec<Pair>, Vec<Skip>), DataError> {
+    let mut skips = Vec::new();
+    let mut masks: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
+    for group in ["normal", "glaucoma"] {
+        let dir = root.join(RIMONE_MASKS).join(group);
+        if !dir.is_dir() {
+            continue;
+        }
+        for m in list(&dir)? {
+            let s = stem(&m);
+            if let Some(id) = s.strip_suffix("-1-Disc-T") {
+                masks.entry(id.to_owned()).or_default().0 = Some(m);
+            } else if let Some(id) = s.strip_suffix("-1-Cup-T") {
+                masks.entry(id.to_owned()).or_default().1 = Some(m);
+            }
+        }
+    }
+    let mut pairs = Vec::new();
+    for img in list(&root.join(RIMONE_IMAGES).join(split))? {
+        if !ext_in(&img, &["png", "jpg", "jpeg"]) {
+            continue;
+        }
+        let name = stem(&img);
+        match masks.get(&name) {
+            Some((Some(disc), Some(cup))) => pairs.push(Pair {
+                name,
+                image: img,
+                masks: MaskFiles::DiscCup { disc: disc.clone(), cup: cup.clone() },
+            }),
+            _ => skips.push(Skip {
+                path: img,
+                reason: "no Disc-T and Cup-T masks of the same id".into(),
+            }),
+        }
+    }
+    Ok((pairs, skips))
+}
+
+/// One cached sample: the network input before normalisation, its target, and the ground
+/// truth at the photograph's size for scoring.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// `<data folder name>/<stem>`.
+    pub name: String,
+    /// The photograph it came from (for overlays).
+    pub image_path: PathBuf,
+    pub input: Resized,
+    /// Labels at network size (nearest).
+    pub target: LabelMap,
+    /// Labels at the photograph's size.
+    pub truth: LabelMap,
+    pub geometry: Geometry,
+}
+
+/// What loading had to fix or leave out.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    pub loaded: usize,
+    pub skipped: Vec<Skip>,
+    /// Images resized to their mask's size (the seed's rule).
+    pub resized: Vec<PathBuf>,
+    /// Images converted to 8-bit RGB from another colour mode.
+    pub converted: Vec<(PathBuf, String)>,
+    /// Mask pixels moved to the nearest of 0/128/255.
+    pub snapped_pixels: u64,
+    /// RIM-ONE cup pixels outside the disc mask, counted as disc.
+    pub cup_outside_disc: u64,
+}
+
+impl LoadReport {
+    /// A short human summary, one line per kind of event.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{} samples loaded", self.loaded);
+        if !self.skipped.is_empty() {
+            s += &format!(", {} skipped", self.skipped.len());
+        }
+        if !self.resized.is_empty() {
+            s += &format!(", {} images resized to their mask", self.resized.len());
+        }
+        if !self.converted.is_empty() {
+            s += &format!(", {} images converted to RGB", self.converted.len());
+        }
+        if self.snapped_pixels > 0 {
+            s += &format!(", {} mask pixels snapped to 0/128/255", self.snapped_pixels);
+        }
+        if self.cup_outside_disc > 0 {
+            s += &format!(", {} cup pixels outside the disc taken as disc", self.cup_outside_disc);
+        }
+        for skip in &self.skipped {
+            s += &format!("\n  skipped {}: {}", skip.path.display(), skip.reason);
+        }
+        s
+    }
+
+    fn merge(&mut self, other: LoadReport) {
+        self.loaded += other.loaded;
+        self.skipped.extend(other.skipped);
+        self.resized.extend(other.resized);
+        self.converted.extend(other.converted);
+        self.snapped_pixels += other.snapped_pixels;
+        self.cup_outside_disc += other.cup_outside_disc;
+    }
+}
+
+/// Decodes a photograph with decoder limits, as 8-bit RGB; reports a colour conversion.
+pub fn read_image(path: &Path) -> Result<(RgbImage, Option<String>), String> {
+    let mut reader = ImageReader::open(path)
+        .map_err(|e| format!("cannot open: {e}"))?
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(1 << 30);
+    reader.limits(limits);
+    if reader.format().is_none() {
+        return Err("not a recognised image format".into());
+    }
+    let img = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err("the image is empty".into());
+    }
+    Ok(match img {
+        DynamicImage::ImageRgb8(rgb) => (rgb, None),
+        other => {
+            let mode = format!("{:?}", other.color());
+            (other.to_rgb8(), Some(mode))
+        }
+    })
+}
+
+fn read_grey_mask(path: &Path, role: MaskRole) -> Result<papilla_shared::DecodedMask, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    decode_mask(&img, &path.display().to_string(), role).map_err(|e| e.to_string())
+}
+
+fn read_binary(path: &Path) -> Result<(u32, u32, Vec<bool>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    let g = img.to_luma8();
+    Ok((g.width(), g.height(), g.pixels().map(|p| p.0[0] >= 128).collect()))
+}
+
+/// Loads one pair into a sample at the config's network size.
+pub fn load_pair(
+    pair: &Pair,
+    prefix: &str,
+    config: &PreprocessConfig,
+) -> Result<(Sample, LoadReport), Skip> {
+    let skip = |path: &Path, reason: String| Skip { path: path.to_owned(), reason };
+    let mut report = LoadReport::default();
+    let truth = match &pair.masks {
+        MaskFiles::Combined(m) => {
+            let d = read_grey_mask(m, MaskRole::Truth).map_err(|r| skip(m, r))?;
+            report.snapped_pixels += d.snapped;
+            d.labels
+        }
+        MaskFiles::DiscCup { disc, cup } => {
+            let (w, h, d) = read_binary(disc).map_err(|r| skip(disc, r))?;
+            let (cw, ch, c) = read_binary(cup).map_err(|r| skip(cup, r))?;
+            if (cw, ch) != (w, h) {
+                return Err(skip(
+                    cup,
+                    format!("cup mask is {cw}x{ch} but the disc mask is {w}x{h}"),
+                ));
+            }
+            if !d.iter().any(|&v| v) {
+                return Err(skip(disc, "the disc mask is empty".into()));
+            }
+            report.cup_outside_disc += d.iter().zip(&c).filter(|(d, c)| **c && !**d).count() as u64;
+            LabelMap::from_disc_cup(w, h, &d, &c).expect("sizes checked")
+        }
+    };
+    let (mut image, converted) = read_image(&pair.image).map_err(|r| skip(&pair.image, r))?;
+    if let Some(mode) = converted {
+        report.converted.push((pair.image.clone(), mode));
+    }
+    if image.dimensions() != truth.dimensions() {
+        image = image::imageops::resize(
+            &image,
+            truth.width(),
+            truth.height(),
+            image::imageops::FilterType::Triangle,
+        );
+        report.resized.push(pair.image.clone());
+    }
+    let (input, geometry) =
+        resize(&image, config, None).map_err(|e| skip(&pair.image, e.to_string()))?;
+    let target = geometry.to_network(&truth);
+    report.loaded = 1;
+    let name = format!("{prefix}/{}", pair.name);
+    Ok((Sample { name, image_path: pair.image.clone(), input, target, truth, geometry }, report))
+}
+
+/// Loads every pair on `threads` threads; failures become reported skips.
+pub fn load_all(
+    pairs: &[Pair],
+    prefix: &str,
+    config: &PreprocessConfig,
+    threads: usize,
+) -> (Vec<Sample>, LoadReport) {
+    let threads = threads.clamp(1, 64);
+    let chunk = pairs.len().div_ceil(threads).max(1);
+    let results: Vec<Vec<Result<(Sample, LoadReport), Skip>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pairs
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter().map(|p| load_pair(p, prefix, config)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut samples = Vec::with_capacity(pairs.len());
+    let mut report = LoadReport::default();
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok((s, rep)) => {
+                samples.push(s);
+                report.merge(rep);
+            }
+            Err(skip) => report.skipped.push(skip),
+        }
+    }
+    (samples, report)
+}
+
+/// Scans and loads one data folder; an empty result is an error naming the folder.
+pub fn load_dir(
+    dir: &Path,
+    rimone_split: &str,
+    config: &PreprocessConfig,
+    threads: usize,
+) -> Result<(Vec<Sample>, LoadReport), DataError> {
+    let (pairs, skips) = scan(dir, rimone_split)?;
+    let prefix = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let (samples, mut report) = load_all(&pairs, &prefix, config, threads);
+    report.skipped.splice(0..0, skips);
+    if samples.is_empty() {
+        return Err(DataError::Empty { dir: dir.to_owned(), skipped: report.skipped.len() });
+    }
+    Ok((samples, report))
+}
+
+/// Splits off a seeded validation set of `fraction` of the samples (at least one when the
+/// fraction is positive and there are two or more samples).
+pub fn split_validation(
+    mut samples: Vec<Sample>,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<Sample>, Vec<Sample>) {
+    let mut rng = SplitMix64::new(seed ^ 0x7a11_da7a);
+    shuffle(&mut samples, &mut rng);
+    let n_val = if fraction > 0.0 && samples.len() > 1 {
+        ((samples.len() as f64 * fraction).round() as usize).clamp(1, samples.len() - 1)
+    } else {
+        0
+    };
+    let val = samples.split_off(samples.len() - n_val);
+    (samples, val)
+}
+
+/// Fisher-Yates shuffle with the shared generator.
+pub fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}

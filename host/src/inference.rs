@@ -1,0 +1,170 @@
+//! Running a trained run directory (burn checkpoint + `config.json`) through the shared road:
+//! `papilla evaluate` and `papilla predict`.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::RgbImage;
+use papilla_shared::LabelMap;
+use papilla_shared::metrics;
+use papilla_shared::postprocess::{OutputSpec, postprocess};
+use papilla_shared::preprocess::preprocess;
+use thiserror::Error;
+
+use crate::data::{Sample, read_image};
+use crate::model::UNet;
+use crate::score::{ScoreReport, ScoredImage};
+use crate::training::{self, BEST_MODEL, LAST_MODEL, TrainError, TrainingConfig, input_batch};
+
+#[derive(Debug, Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error("{}: no checkpoint ({BEST_MODEL} or {LAST_MODEL}) in the run directory", dir.display())]
+    NoCheckpoint { dir: PathBuf },
+    #[error("{}: {reason}", path.display())]
+    Image { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Preprocess(#[from] papilla_shared::PreprocessError),
+    #[error(transparent)]
+    Postprocess(#[from] papilla_shared::PostprocessError),
+    #[error("{}: cannot write", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error("{}: cannot list the folder", dir.display())]
+    ListDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no .jpg or .png photographs in the folder", dir.display())]
+    NoImages { dir: PathBuf },
+}
+
+/// A trained model ready for inference.
+#[derive(Debug)]
+pub struct RunModel {
+    pub config: TrainingConfig,
+    pub model: UNet,
+    pub device: Device,
+    pub checkpoint: PathBuf,
+}
+
+/// Loads the best checkpoint of a run directory (the last one if no best exists).
+pub fn load_run(run_dir: &Path, device: &Device) -> Result<RunModel, InferError> {
+    let config = training::load_config(run_dir)?;
+    let device = device.clone().without_autodiff();
+    let checkpoint = [BEST_MODEL, LAST_MODEL]
+        .iter()
+        .map(|f| run_dir.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| InferError::NoCheckpoint { dir: run_dir.to_owned() })?;
+    let model = training::load_model(&config.model, &checkpoint, &device)?;
+    Ok(RunModel { config, model, device, checkpoint })
+}
+
+impl RunModel {
+    /// Segments one photograph: shared preprocessing, the UNet, shared post-processing.
+    pub fn segment(&self, image: &RgbImage) -> Result<LabelMap, InferError> {
+        let (input, geometry) = preprocess(image, &self.config.preprocess, None)?;
+        let x = Tensor::from_data(TensorData::new(input.data, input.shape), &self.device);
+        let logits = self.model.forward(x);
+        let [n, c, h, w] = logits.dims();
+        let values = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
+        debug_assert_eq!(n, 1);
+        Ok(postprocess(&values, &[1, c, h, w], &OutputSpec::seed(), &geometry)?)
+    }
+
+    /// Masks of cached samples at their photographs' size, in batches.
+    pub fn predict_samples(&self, samples: &[Sample]) -> Result<Vec<LabelMap>, InferError> {
+        let spec = OutputSpec::seed();
+        let mut out = Vec::with_capacity(samples.len());
+        for chunk in samples.chunks(self.config.batch_size.max(1)) {
+            let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
+            let logits =
+                self.model.forward(input_batch(&inputs, &self.config.preprocess, &self.device));
+            let [_, c, h, w] = logits.dims();
+            let values = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
+            let per = c * h * w;
+            for (i, s) in chunk.iter().enumerate() {
+                out.push(postprocess(
+                    &values[i * per..(i + 1) * per],
+                    &[1, c, h, w],
+                    &spec,
+                    &s.geometry,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Scores cached samples; returns the report and the predicted masks (same order).
+pub fn evaluate(
+    run: &RunModel,
+    samples: &[Sample],
+) -> Result<(ScoreReport, Vec<LabelMap>), InferError> {
+    let masks = run.predict_samples(samples)?;
+    let mut images = Vec::with_capacity(samples.len());
+    for (s, m) in samples.iter().zip(&masks) {
+        let scores =
+            metrics::score(m, &s.truth).expect("prediction mapped back to the truth's size");
+        images.push(ScoredImage {
+            name: s.name.clone(),
+            vcdr_error: scores.vcdr_error(),
+            scores,
+            pred_snapped: 0,
+            truth_snapped: 0,
+        });
+    }
+    let per: Vec<_> = images.iter().map(|i| i.scores).collect();
+    Ok((
+        ScoreReport { summary: metrics::summarize(&per), images, extra_predictions: Vec::new() },
+        masks,
+    ))
+}
+
+/// Photographs of a folder (or of its `fundus color images/` sub-folder), sorted.
+pub fn list_photos(dir: &Path) -> Result<Vec<PathBuf>, InferError> {
+    let sub = dir.join(crate::data::GAMMA_IMAGES);
+    let dir = if sub.is_dir() { sub } else { dir.to_owned() };
+    let err = |source| InferError::ListDir { dir: dir.clone(), source };
+    let mut photos = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(err)? {
+        let p = e.map_err(err)?.path();
+        let ok = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)));
+        if p.is_file() && ok {
+            photos.push(p);
+        }
+    }
+    photos.sort();
+    if photos.is_empty() {
+        return Err(InferError::NoImages { dir });
+    }
+    Ok(photos)
+}
+
+/// Reads a photograph for inference, naming the file in errors.
+pub fn read_photo(path: &Path) -> Result<RgbImage, InferError> {
+    read_image(path)
+        .map(|(img, _)| img)
+        .map_err(|reason| InferError::Image { path: path.to_owned(), reason })
+}
+
+/// Writes a mask as an 8-bit BMP (0/128/255) via a temporary file and a rename.
+pub fn write_mask_bmp(mask: &LabelMap, path: &Path) -> Result<(), InferError> {
+    let tmp = path.with_extension("bmp.tmp");
+    mask.to_grey()
+        .save_with_format(&tmp, image::ImageFormat::Bmp)
+        .map_err(|source| InferError::Write { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, path).map_err(|e| InferError::Write {
+        path: path.to_owned(),
+        source: image::ImageError::IoError(e),
+    })
+}

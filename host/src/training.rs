@@ -1,0 +1,603 @@
+//! The training loop: seed-recipe optimisation, validation with the shared post-processing and
+//! REFUGE metrics every epoch, checkpoints, resume, `metrics.csv`, a PNG of the curves, and a
+//! usable checkpoint on Ctrl-C.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use papilla_shared::metrics::{self, ImageScores, Summary};
+use papilla_shared::postprocess::{OutputSpec, postprocess};
+use papilla_shared::preprocess::{PreprocessConfig, normalize};
+use papilla_shared::synth::SplitMix64;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::augment::{AugmentConfig, augment};
+use crate::data::{Sample, shuffle};
+use crate::model::{UNet, UNetConfig};
+use crate::plot;
+
+/// File names inside a run directory.
+pub const CONFIG_FILE: &str = "config.json";
+pub const STATE_FILE: &str = "state.json";
+pub const METRICS_FILE: &str = "metrics.csv";
+pub const PLOT_FILE: &str = "curves.png";
+pub const BEST_MODEL: &str = "model-best.bpk";
+pub const LAST_MODEL: &str = "model-last.bpk";
+pub const LAST_OPTIM: &str = "optim-last.bpk";
+
+/// Optimiser family.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// SGD with momentum and L2 weight decay (the seed recipe).
+    Momentum,
+    /// AdamW with decoupled weight decay.
+    AdamW,
+}
+
+/// Everything a run needs to be reproduced; saved as `config.json` in the run directory.
+#[derive(Config, Debug)]
+pub struct TrainingConfig {
+    pub model: UNetConfig,
+    pub preprocess: PreprocessConfig,
+    pub augment: AugmentConfig,
+    /// Training data folders.
+    pub data: Vec<String>,
+    /// Explicit validation folders; empty uses `val_fraction` of the training data.
+    pub val: Vec<String>,
+    #[config(default = 150)]
+    pub epochs: usize,
+    #[config(default = 4)]
+    pub batch_size: usize,
+    /// Peak learning rate (reached after warm-up).
+    #[config(default = 1e-3)]
+    pub lr: f64,
+    #[config(default = 10)]
+    pub warmup_epochs: usize,
+    #[config(default = "OptimizerKind::Momentum")]
+    pub optimizer: OptimizerKind,
+    #[config(default = 0.9)]
+    pub momentum: f64,
+    /// L2 penalty (Momentum) or decoupled decay (AdamW).
+    #[config(default = 1e-4)]
+    pub weight_decay: f64,
+    /// Weight of the cross-entropy term added to the Dice loss (0 = Dice only, as the seed).
+    #[config(default = 0.0)]
+    pub ce_weight: f64,
+    #[config(default = 0.1)]
+    pub val_fraction: f64,
+    #[config(default = 42)]
+    pub seed: u64,
+    /// Keep a numbered checkpoint every N epochs (0 = only best and last).
+    #[config(default = 10)]
+    pub checkpoint_every: usize,
+}
+
+impl TrainingConfig {
+    /// Learning rate at optimiser step `step` of `total`: linear warm-up, then cosine decay
+    /// to zero.
+    pub fn lr_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
+        let total = (self.epochs * steps_per_epoch).max(1);
+        let warm = (self.warmup_epochs * steps_per_epoch).min(total);
+        if step < warm {
+            return self.lr * (step + 1) as f64 / warm as f64;
+        }
+        let t = (step - warm) as f64 / (total - warm).max(1) as f64;
+        0.5 * self.lr * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+    }
+
+    fn optimizer(&self) -> ModuleOptimizer {
+        match self.optimizer {
+            OptimizerKind::Momentum => SgdConfig::new()
+                .with_momentum(Some(
+                    MomentumConfig::new().with_momentum(self.momentum).with_dampening(0.0),
+                ))
+                .with_weight_decay(Some(WeightDecayConfig::new(self.weight_decay as f32)))
+                .init(),
+            OptimizerKind::AdamW => {
+                AdamWConfig::new().with_weight_decay(self.weight_decay as f32).init()
+            }
+        }
+    }
+}
+
+/// Where a run stands; saved as `state.json` after every epoch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct RunState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Optimiser steps taken.
+    pub step: usize,
+    pub best_score: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub best: Option<Summary>,
+    pub wall_time_s: f64,
+}
+
+/// One row of `metrics.csv`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub val_disc_dice: f64,
+    pub val_cup_dice: f64,
+    pub val_vcdr_mae: f64,
+    /// Selection score: mean of the two Dice minus the vCDR MAE.
+    pub score: f64,
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("{}: {what}", path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: cannot save or load the checkpoint: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+    #[error("no training samples")]
+    NoTrainingData,
+    #[error("no validation samples: use --val DIR or a --val-fraction above 0 with 2+ samples")]
+    NoValidationData,
+    #[error("input size {size} is not a multiple of {multiple} (UNet depth {depth})")]
+    BadSize { size: u32, multiple: u32, depth: usize },
+    #[error("the loss became {0} at epoch {1}: lower the learning rate")]
+    Diverged(f64, usize),
+    #[error(transparent)]
+    Postprocess(#[from] papilla_shared::PostprocessError),
+}
+
+fn io_err(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> TrainError {
+    let path = path.to_owned();
+    move |source| TrainError::Io { path, what, source }
+}
+
+/// How a call to [`train`] ended.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub state: RunState,
+    pub history: Vec<EpochMetrics>,
+    /// True when stopped by the interrupt flag; the last checkpoint is usable.
+    pub interrupted: bool,
+}
+
+/// Builds a normalised input batch.
+///
+/// # Shapes
+/// - returns `[N, 3, H, W]`
+pub fn input_batch(
+    inputs: &[&papilla_shared::preprocess::Resized],
+    config: &PreprocessConfig,
+    device: &Device,
+) -> Tensor<4> {
+    let (w, h) = (inputs[0].width as usize, inputs[0].height as usize);
+    let mut data = Vec::with_capacity(inputs.len() * 3 * w * h);
+    for r in inputs {
+        data.extend_from_slice(&normalize(r, config).data);
+    }
+    Tensor::from_data(TensorData::new(data, [inputs.len(), 3, h, w]), device)
+}
+
+/// One-hot targets in class-index order.
+///
+/// # Shapes
+/// - returns `[N, classes, H, W]`
+pub fn target_batch(
+    targets: &[&papilla_shared::LabelMap],
+    classes: usize,
+    device: &Device,
+) -> Tensor<4> {
+    let (w, h) = (targets[0].width() as usize, targets[0].height() as usize);
+    let plane = w * h;
+    let mut data = vec![0f32; targets.len() * classes * plane];
+    for (b, t) in targets.iter().enumerate() {
+        for (p, c) in t.classes().iter().enumerate() {
+            data[(b * classes + *c as usize) * plane + p] = 1.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [targets.len(), classes, h, w]), device)
+}
+
+/// Soft Dice loss over classes (smooth 1, as PaddleSeg's DiceLoss) plus `ce_weight` times
+/// cross-entropy.
+///
+/// # Shapes
+/// - `logits`, `onehot`: `[N, C, H, W]` -> scalar `[1]`
+pub fn loss(logits: Tensor<4>, onehot: Tensor<4>, ce_weight: f64) -> Tensor<1> {
+    let probs = activation::softmax(logits.clone(), 1);
+    let inter = (probs.clone() * onehot.clone()).sum_dims(&[0, 2, 3]); // [1, C, 1, 1]
+    let denom = probs.sum_dims(&[0, 2, 3]) + onehot.clone().sum_dims(&[0, 2, 3]);
+    let dice = (inter * 2.0 + 1.0) / (denom + 1.0);
+    let dice_loss = dice.mean().neg() + 1.0;
+    if ce_weight > 0.0 {
+        let ce = (activation::log_softmax(logits, 1) * onehot).sum_dim(1).mean().neg();
+        dice_loss + ce * ce_weight
+    } else {
+        dice_loss
+    }
+}
+
+/// Runs the model on samples and scores them at their original size with the shared
+/// post-processing and REFUGE metrics. `device` must not be an autodiff device.
+pub fn validate(
+    model: &UNet,
+    samples: &[Sample],
+    config: &TrainingConfig,
+    device: &Device,
+) -> Result<Vec<ImageScores>, TrainError> {
+    let spec = OutputSpec::seed();
+    let mut scores = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(config.batch_size.max(1)) {
+        let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
+        let logits = model.forward(input_batch(&inputs, &config.preprocess, device));
+        let [n, c, h, w] = logits.dims();
+        let values = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let per = c * h * w;
+        for (i, sample) in chunk.iter().enumerate().take(n) {
+            let mask = postprocess(
+                &values[i * per..(i + 1) * per],
+                &[1, c, h, w],
+                &spec,
+                &sample.geometry,
+            )?;
+            scores.push(
+                metrics::score(&mask, &sample.truth)
+                    .expect("geometry maps back to the truth's size"),
+            );
+        }
+    }
+    Ok(scores)
+}
+
+/// Selection score of a validation summary (higher is better).
+pub fn selection_score(s: &Summary) -> f64 {
+    (s.disc_dice + s.cup_dice) / 2.0 - s.vcdr_mae
+}
+
+fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).expect("plain data serialises");
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes via a temporary file and a rename, so a crash never leaves half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp, "cannot write"))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path, "cannot replace"))
+}
+
+fn save_model(model: &UNet, path: &Path) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| TrainError::Checkpoint { path: tmp.clone(), message: e.to_string() })?;
+    std::fs::rename(&tmp, path).map_err(io_err(path, "cannot replace"))
+}
+
+/// Loads a checkpoint into a freshly built model.
+pub fn load_model(config: &UNetConfig, path: &Path, device: &Device) -> Result<UNet, TrainError> {
+    config
+        .init(device)
+        .try_load_file(path)
+        .map_err(|e| TrainError::Checkpoint { path: path.to_owned(), message: e.to_string() })
+}
+
+/// Reads `config.json` of a run directory.
+pub fn load_config(run_dir: &Path) -> Result<TrainingConfig, TrainError> {
+    let path = run_dir.join(CONFIG_FILE);
+    let text =
+        std::fs::read_to_string(&path).map_err(io_err(&path, "cannot read the run config"))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Config { path, message: e.to_string() })
+}
+
+fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<(), TrainError> {
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path, "cannot open"))?;
+    let mut line = String::new();
+    if new {
+        line += "epoch,lr,train_loss,val_disc_dice,val_cup_dice,val_vcdr_mae,score,seconds,images_per_s\n";
+    }
+    line += &format!(
+        "{},{:.6e},{:.6},{:.6},{:.6},{:.6},{:.6},{:.2},{:.3}\n",
+        m.epoch,
+        m.lr,
+        m.train_loss,
+        m.val_disc_dice,
+        m.val_cup_dice,
+        m.val_vcdr_mae,
+        m.score,
+        m.seconds,
+        m.images_per_s
+    );
+    f.write_all(line.as_bytes()).map_err(io_err(path, "cannot append"))?;
+    f.sync_data().map_err(io_err(path, "cannot sync"))
+}
+
+/// Reads `metrics.csv` back (for resume and plotting).
+pub fn read_metrics(path: &Path) -> Vec<EpochMetrics> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let v: Vec<f64> = l.split(',').map(|x| x.parse().unwrap_or(f64::NAN)).collect();
+            (v.len() == 9).then(|| EpochMetrics {
+                epoch: v[0] as usize,
+                lr: v[1],
+                train_loss: v[2],
+                val_disc_dice: v[3],
+                val_cup_dice: v[4],
+                val_vcdr_mae: v[5],
+                score: v[6],
+                seconds: v[7],
+                images_per_s: v[8],
+            })
+        })
+        .collect()
+}
+
+/// Trains (or resumes) a run in `out`. `device` is the training device (autodiff is added
+/// here). Stops cleanly, with a usable last checkpoint, when `interrupt` turns true.
+pub fn train(
+    config: &TrainingConfig,
+    train_set: &[Sample],
+    val_set: &[Sample],
+    out: &Path,
+    device: &Device,
+    resume: bool,
+    interrupt: Arc<AtomicBool>,
+) -> Result<TrainOutcome, TrainError> {
+    if train_set.is_empty() {
+        return Err(TrainError::NoTrainingData);
+    }
+    if val_set.is_empty() {
+        return Err(TrainError::NoValidationData);
+    }
+    let multiple = config.model.size_multiple();
+    for size in [config.preprocess.width, config.preprocess.height] {
+        if size % multiple != 0 {
+            return Err(TrainError::BadSize { size, multiple, depth: config.model.depth });
+        }
+    }
+    std::fs::create_dir_all(out).map_err(io_err(out, "cannot create the run directory"))?;
+    let train_device = device.clone().autodiff();
+    let eval_device = device.clone().without_autodiff();
+
+    let state_path = out.join(STATE_FILE);
+    let (mut model, mut optim, mut state) = if resume && state_path.exists() {
+        let text =
+            std::fs::read_to_string(&state_path).map_err(io_err(&state_path, "cannot read"))?;
+        let state: RunState = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Config { path: state_path.clone(), message: e.to_string() })?;
+        let model = load_model(&config.model, &out.join(LAST_MODEL), &train_device)?;
+        let optim_path = out.join(LAST_OPTIM);
+        let optim = config
+            .optimizer()
+            .load(&optim_path)
+            .map_err(|e| TrainError::Checkpoint { path: optim_path, message: e.to_string() })?;
+        (model, optim, state)
+    } else {
+        train_device.seed(config.seed);
+        let _ = std::fs::remove_file(out.join(METRICS_FILE));
+        (config.model.init(&train_device), config.optimizer(), RunState::default())
+    };
+    save_json(&out.join(CONFIG_FILE), config)?;
+
+    let mut history = read_metrics(&out.join(METRICS_FILE));
+    let steps_per_epoch = train_set.len().div_ceil(config.batch_size.max(1));
+    let tty = std::io::stderr().is_terminal();
+    let classes = config.model.num_classes;
+    let run_start = Instant::now();
+    let wall_before = state.wall_time_s;
+
+    while state.epoch < config.epochs {
+        let epoch = state.epoch + 1;
+        let mut rng =
+            SplitMix64::new(config.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        shuffle(&mut order, &mut rng);
+        let started = Instant::now();
+        let (mut loss_sum, mut seen) = (0f64, 0usize);
+        let mut lr = config.lr_at(state.step, steps_per_epoch);
+        for (b, batch) in order.chunks(config.batch_size.max(1)).enumerate() {
+            if interrupt.load(Ordering::SeqCst) {
+                return finish_interrupted(&model, &optim, out, state, history);
+            }
+            let augmented: Vec<_> = batch
+                .iter()
+                .map(|&i| {
+                    augment(&train_set[i].input, &train_set[i].target, &config.augment, &mut rng)
+                })
+                .collect();
+            let inputs: Vec<_> = augmented.iter().map(|(r, _)| r).collect();
+            let targets: Vec<_> = augmented.iter().map(|(_, t)| t).collect();
+            let x = input_batch(&inputs, &config.preprocess, &train_device);
+            let y = target_batch(&targets, classes, &train_device);
+            let l = loss(model.forward(x), y, config.ce_weight);
+            let value = f64::from(l.clone().into_scalar::<f32>());
+            if !value.is_finite() {
+                return Err(TrainError::Diverged(value, epoch));
+            }
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            lr = config.lr_at(state.step, steps_per_epoch);
+            model = optim.step(lr, model, grads);
+            state.step += 1;
+            loss_sum += value * batch.len() as f64;
+            seen += batch.len();
+            let elapsed = started.elapsed().as_secs_f64();
+            let ips = seen as f64 / elapsed.max(1e-9);
+            let left = (steps_per_epoch - b - 1) as f64 * batch.len() as f64 / ips.max(1e-9)
+                + (config.epochs - epoch) as f64 * train_set.len() as f64 / ips.max(1e-9);
+            let every = (steps_per_epoch / 10).max(1);
+            if tty || (b + 1) % every == 0 || b + 1 == steps_per_epoch {
+                let line = format!(
+                    "epoch {epoch}/{} [{}/{steps_per_epoch}] loss {:.4} lr {lr:.2e} {ips:.2} img/s ETA {}",
+                    config.epochs,
+                    b + 1,
+                    loss_sum / seen as f64,
+                    fmt_duration(left)
+                );
+                if tty {
+                    eprint!("\r{line:<100}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        if tty {
+            eprintln!();
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let valid = model.valid();
+        let summary = metrics::summarize(&validate(&valid, val_set, config, &eval_device)?);
+        let score = selection_score(&summary);
+        let m = EpochMetrics {
+            epoch,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            val_disc_dice: summary.disc_dice,
+            val_cup_dice: summary.cup_dice,
+            val_vcdr_mae: summary.vcdr_mae,
+            score,
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_s: seen as f64 / train_seconds.max(1e-9),
+        };
+        eprintln!(
+            "epoch {epoch}: loss {:.4}  val Dice disc {:.4} cup {:.4} vCDR MAE {:.4} ({} images)",
+            m.train_loss, summary.disc_dice, summary.cup_dice, summary.vcdr_mae, summary.n
+        );
+        state.epoch = epoch;
+        state.wall_time_s = wall_before + run_start.elapsed().as_secs_f64();
+        if state.best_score.is_none_or(|b| score > b) {
+            state.best_score = Some(score);
+            state.best_epoch = Some(epoch);
+            state.best = Some(summary);
+            save_model(&model, &out.join(BEST_MODEL))?;
+        }
+        if config.checkpoint_every > 0 && epoch % config.checkpoint_every == 0 {
+            save_model(&model, &out.join(format!("model-epoch-{epoch:04}.bpk")))?;
+        }
+        save_checkpoint(&model, &optim, out, &state)?;
+        append_metrics(&out.join(METRICS_FILE), &m)?;
+        history.push(m);
+        plot::write_curves(&history, &out.join(PLOT_FILE)).map_err(|e| TrainError::Checkpoint {
+            path: out.join(PLOT_FILE),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(TrainOutcome { state, history, interrupted: false })
+}
+
+/// Saves model, optimiser and state; the state goes last, so a crash in between leaves the
+/// previous consistent checkpoint (a resumed run repeats at most one epoch).
+fn save_checkpoint(
+    model: &UNet,
+    optim: &ModuleOptimizer,
+    out: &Path,
+    state: &RunState,
+) -> Result<(), TrainError> {
+    save_model(model, &out.join(LAST_MODEL))?;
+    let tmp = out.join("optim-last.tmp");
+    optim
+        .save(&tmp)
+        .map_err(|e| TrainError::Checkpoint { path: tmp.clone(), message: e.to_string() })?;
+    std::fs::rename(&tmp, out.join(LAST_OPTIM))
+        .map_err(io_err(&out.join(LAST_OPTIM), "cannot replace"))?;
+    save_json(&out.join(STATE_FILE), state)
+}
+
+fn finish_interrupted(
+    model: &UNet,
+    optim: &ModuleOptimizer,
+    out: &Path,
+    state: RunState,
+    history: Vec<EpochMetrics>,
+) -> Result<TrainOutcome, TrainError> {
+    // The interrupted epoch is discarded: the checkpoint holds the weights reached so far,
+    // and `state.epoch` still counts only completed epochs, so --resume repeats this epoch.
+    if state.epoch == 0 {
+        save_model(model, &out.join(BEST_MODEL))?;
+    }
+    save_checkpoint(model, optim, out, &state)?;
+    Ok(TrainOutcome { state, history, interrupted: true })
+}
+
+fn fmt_duration(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> TrainingConfig {
+        TrainingConfig::new(
+            UNetConfig::new(),
+            PreprocessConfig::square(64),
+            AugmentConfig::none(),
+            vec![],
+            vec![],
+        )
+    }
+
+    #[test]
+    fn warm_up_then_cosine_to_zero() {
+        let c = cfg().with_epochs(20).with_warmup_epochs(2).with_lr(0.01);
+        // 10 steps per epoch: warm-up over 20 steps
+        assert!((c.lr_at(0, 10) - 0.0005).abs() < 1e-12);
+        assert!((c.lr_at(19, 10) - 0.01).abs() < 1e-12);
+        assert!((c.lr_at(20, 10) - 0.01).abs() < 1e-12);
+        assert!((c.lr_at(110, 10) - 0.005).abs() < 1e-9, "half-way through the cosine");
+        assert!(c.lr_at(199, 10) < 1e-5);
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let c = cfg().with_ce_weight(0.5).with_optimizer(OptimizerKind::AdamW);
+        let text = serde_json::to_string(&c).unwrap();
+        let back: TrainingConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.ce_weight, 0.5);
+        assert_eq!(back.optimizer, OptimizerKind::AdamW);
+        assert_eq!(back.model, c.model);
+        assert_eq!(back.preprocess, c.preprocess);
+    }
+
+    #[test]
+    fn dice_loss_is_zero_for_a_confident_right_answer_and_high_for_a_wrong_one() {
+        let device = Device::flex();
+        let t = papilla_shared::LabelMap::filled(2, 2, papilla_shared::Class::Rim);
+        let y = target_batch(&[&t], 3, &device);
+        let right = y.clone() * 50.0;
+        let wrong = y.clone().neg() * 50.0;
+        let l_right = loss(right, y.clone(), 0.0).into_scalar::<f32>();
+        let l_wrong = loss(wrong, y, 1.0).into_scalar::<f32>();
+        // classes absent from the target give (0 + 1) / (0 + 1) = 1 with smooth 1
+        assert!(l_right < 0.01, "{l_right}");
+        assert!(l_wrong > 0.5, "{l_wrong}");
+    }
+}

@@ -1,0 +1,58 @@
+//! Generated data folders for the tests.
+
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, GrayImage, Luma};
+use papilla_shared::synth::{SynthParams, generate};
+
+/// A GAMMA-layout folder of `n` synthetic photographs (JPEG) with BMP masks. Discs are large
+/// (30 % of the side) so that test-sized networks at 64 px can learn them quickly.
+pub fn gamma_folder(root: &Path, name: &str, n: u64, seed: u64) -> PathBuf {
+    let dir = root.join(name);
+    let images = dir.join("fundus color images");
+    let masks = dir.join("Disc_Cup_Masks");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&masks).unwrap();
+    for i in 0..n {
+        let p = SynthParams {
+            disc_diameter: 29.0,
+            blur: false,
+            ..SynthParams::random(96, 96, seed + i)
+        };
+        let s = generate(&p);
+        let id = format!("{:04}", seed + i);
+        DynamicImage::ImageRgb8(s.image).save(images.join(format!("{id}.jpg"))).unwrap();
+        s.labels.to_grey().save(masks.join(format!("{id}.bmp"))).unwrap();
+    }
+    dir
+}
+
+/// A RIM-ONE DL layout with `n` train and `n` test images, binary disc/cup masks.
+pub fn rimone_folder(root: &Path, n: u64) -> PathBuf {
+    let dir = root.join("rimone-dl");
+    for (split, offset) in [("train", 0), ("test", 100)] {
+        let images = dir.join("partitioned_randomly/images").join(split);
+        std::fs::create_dir_all(&images).unwrap();
+        for i in 0..n {
+            let s = generate(&SynthParams {
+                disc_diameter: 29.0,
+                ..SynthParams::random(96, 96, offset + i)
+            });
+            let id = format!("r1_Im{:03}", offset + i);
+            let group = if i % 2 == 0 { "normal" } else { "glaucoma" };
+            let seg = dir.join("RIM-ONE_DL_reference_segmentations").join(group);
+            std::fs::create_dir_all(&seg).unwrap();
+            DynamicImage::ImageRgb8(s.image).save(images.join(format!("{id}.png"))).unwrap();
+            let disc = GrayImage::from_fn(96, 96, |x, y| {
+                Luma([if s.labels.get(x, y).is_disc() { 255 } else { 0 }])
+            });
+            let mut cup = GrayImage::from_fn(96, 96, |x, y| {
+                Luma([if s.labels.get(x, y) == papilla_shared::Class::Cup { 255 } else { 0 }])
+            });
+            cup.put_pixel(0, 0, Luma([255])); // a cup pixel outside the disc, as in RIM-ONE DL
+            disc.save(seg.join(format!("{id}-1-Disc-T.png"))).unwrap();
+            cup.save(seg.join(format!("{id}-1-Cup-T.png"))).unwrap();
+        }
+    }
+    dir
+}

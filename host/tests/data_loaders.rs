@@ -1,0 +1,104 @@
+//! The data loaders on generated folders of every layout, including the bad cases.
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use papilla_host::data::{DataError, load_dir, scan, split_validation};
+use papilla_shared::Class;
+use papilla_shared::preprocess::PreprocessConfig;
+
+use crate::common::{gamma_folder, rimone_folder};
+
+#[test]
+fn gamma_folder_loads_and_bad_files_are_reported_not_fatal() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = gamma_folder(root.path(), "set", 6, 0);
+    let images = dir.join("fundus color images");
+    let masks = dir.join("Disc_Cup_Masks");
+    // image without mask, mask without image
+    RgbImage::new(8, 8).save(images.join("lonely.jpg")).unwrap();
+    GrayImage::from_pixel(8, 8, Luma([128])).save(masks.join("orphan.bmp")).unwrap();
+    // corrupt JPEG with a mask
+    std::fs::write(images.join("broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    GrayImage::from_pixel(8, 8, Luma([128])).save(masks.join("broken.bmp")).unwrap();
+    // mask with a foreign colour
+    RgbImage::from_pixel(8, 8, Rgb([255, 0, 0])).save(images.join("red.jpg")).unwrap();
+    RgbImage::from_pixel(8, 8, Rgb([255, 0, 0])).save(masks.join("red.png")).unwrap();
+    // greyscale photograph, and a photograph larger than its mask
+    image::DynamicImage::ImageLuma8(GrayImage::from_pixel(16, 16, Luma([90])))
+        .save(images.join("grey.png"))
+        .unwrap();
+    GrayImage::from_fn(16, 16, |x, _| Luma([if x < 8 { 128 } else { 255 }]))
+        .save(masks.join("grey.bmp"))
+        .unwrap();
+    RgbImage::from_pixel(32, 24, Rgb([200, 80, 40])).save(images.join("big.jpg")).unwrap();
+    GrayImage::from_fn(16, 12, |x, _| Luma([if x < 4 { 0 } else { 255 }]))
+        .save(masks.join("big.bmp"))
+        .unwrap();
+
+    let (pairs, skips) = scan(&dir, "train").unwrap();
+    assert_eq!(pairs.len(), 10);
+    assert_eq!(skips.len(), 2, "{skips:?}");
+    let (samples, report) = load_dir(&dir, "train", &PreprocessConfig::square(32), 2).unwrap();
+    assert_eq!(samples.len(), 8, "{}", report.summary());
+    assert_eq!(report.skipped.len(), 4, "{}", report.summary());
+    let reasons: Vec<String> =
+        report.skipped.iter().map(|s| format!("{}: {}", s.path.display(), s.reason)).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("broken.jpg") && r.contains("decode")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("red.png") && r.contains("not a grey level")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("lonely.jpg") && r.contains("no mask")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("orphan.bmp") && r.contains("no image")),
+        "{reasons:?}"
+    );
+    assert_eq!(report.converted.len(), 1, "the greyscale photograph");
+    assert_eq!(report.resized.len(), 1, "the photograph larger than its mask");
+    let big = samples.iter().find(|s| s.name.ends_with("/big")).unwrap();
+    assert_eq!(big.truth.dimensions(), (16, 12));
+    assert_eq!((big.input.width, big.input.height), (32, 32));
+    assert_eq!(big.target.dimensions(), (32, 32));
+    assert_eq!(big.target.get(0, 0), Class::Cup);
+    assert_eq!(big.target.get(31, 0), Class::Background);
+
+    let (train, val) = split_validation(samples, 0.25, 7);
+    assert_eq!((train.len(), val.len()), (6, 2));
+}
+
+#[test]
+fn singular_mask_folder_name_is_accepted() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = gamma_folder(root.path(), "set", 2, 0);
+    std::fs::rename(dir.join("Disc_Cup_Masks"), dir.join("Disc_Cup_Mask")).unwrap();
+    assert_eq!(scan(&dir, "train").unwrap().0.len(), 2);
+}
+
+#[test]
+fn rimone_layout_uses_the_official_split_and_puts_stray_cup_pixels_in_the_disc() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = rimone_folder(root.path(), 3);
+    let (train, report) = load_dir(&dir, "train", &PreprocessConfig::square(32), 2).unwrap();
+    let (test, _) = load_dir(&dir, "test", &PreprocessConfig::square(32), 2).unwrap();
+    assert_eq!((train.len(), test.len()), (3, 3));
+    assert!(test.iter().all(|s| s.name.contains("r1_Im1")));
+    assert_eq!(report.cup_outside_disc, 3);
+    assert_eq!(train[0].truth.get(0, 0), Class::Cup);
+}
+
+#[test]
+fn empty_and_unknown_folders_are_errors_naming_the_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let err = scan(root.path(), "train").unwrap_err();
+    assert!(matches!(err, DataError::UnknownLayout { .. }));
+    assert!(err.to_string().contains(&root.path().display().to_string()));
+    std::fs::create_dir_all(root.path().join("fundus color images")).unwrap();
+    std::fs::create_dir_all(root.path().join("Disc_Cup_Masks")).unwrap();
+    let err = load_dir(root.path(), "train", &PreprocessConfig::square(32), 1).unwrap_err();
+    assert!(matches!(err, DataError::Empty { .. }), "{err}");
+}

@@ -1,0 +1,173 @@
+//! `papilla train`, `evaluate` and `predict` end to end on synthetic folders, on the CPU.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::gamma_folder;
+
+fn papilla(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_papilla")).args(args).output().expect("runs papilla")
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
+    let root = tempfile::tempdir().unwrap();
+    let train = gamma_folder(root.path(), "train", 24, 0);
+    let test = gamma_folder(root.path(), "test", 6, 1000);
+    let run = root.path().join("run");
+    let (train_s, test_s, run_s) =
+        (train.to_str().unwrap(), test.to_str().unwrap(), run.to_str().unwrap());
+    let common = [
+        "--size",
+        "64",
+        "--batch",
+        "4",
+        "--depth",
+        "2",
+        "--base-channels",
+        "8",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.01",
+        "--warmup-epochs",
+        "1",
+        "--ce-weight",
+        "1",
+        "--no-augment",
+        "--val-fraction",
+        "0.2",
+        "--checkpoint-every",
+        "4",
+    ];
+    let mut args = vec!["train", "--data", train_s, "--out", run_s, "--epochs", "8"];
+    args.extend(common);
+    let out = papilla(&args);
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("24 samples loaded"), "{log}");
+    for f in [
+        "config.json",
+        "state.json",
+        "metrics.csv",
+        "curves.png",
+        "model-best.bpk",
+        "model-last.bpk",
+        "optim-last.bpk",
+        "model-epoch-0004.bpk",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9, "{csv}");
+
+    // Resume extends the same run.
+    let out = papilla(&["train", "--data", train_s, "--out", run_s, "--epochs", "24", "--resume"]);
+    ok(&out);
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 25, "{csv}");
+    let rows: Vec<Vec<f64>> =
+        csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.last().unwrap()[0], 24.0);
+    assert!(rows.last().unwrap()[2] < rows[0][2], "training loss went down: {csv}");
+    let best_val_disc = rows.iter().map(|r| r[3]).fold(0.0, f64::max);
+    assert!(best_val_disc >= 0.9, "validation disc Dice {best_val_disc}: {csv}");
+
+    // Evaluate on held-out images.
+    let report_dir = root.path().join("report");
+    let out = papilla(&[
+        "evaluate",
+        "--model",
+        run_s,
+        "--data",
+        test_s,
+        "--json",
+        "--report",
+        report_dir.to_str().unwrap(),
+        "--worst",
+        "2",
+    ]);
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["n"], 6);
+    assert!(v["disc_dice"].as_f64().unwrap() >= 0.9, "{v}");
+    assert!(v["cup_dice"].as_f64().unwrap() > 0.3, "{v}");
+    assert!(v["vcdr_mae"].as_f64().unwrap() < 0.3, "{v}");
+    assert_eq!(std::fs::read_dir(&report_dir).unwrap().count(), 2);
+
+    // Predict writes a submission whose score matches evaluate.
+    let sub = root.path().join("sub");
+    let zip = root.path().join("sub.zip");
+    ok(&papilla(&[
+        "predict",
+        "--model",
+        run_s,
+        "--input",
+        test_s,
+        "--out",
+        sub.to_str().unwrap(),
+        "--zip",
+        zip.to_str().unwrap(),
+    ]));
+    let mask = image::open(sub.join("1000.bmp")).unwrap().to_luma8();
+    assert_eq!(mask.dimensions(), (96, 96), "original size");
+    assert!(mask.pixels().all(|p| [0, 128, 255].contains(&p.0[0])));
+    assert!(std::fs::metadata(&zip).unwrap().len() > 100);
+    let scored: Value = serde_json::from_str(&ok(&papilla(&[
+        "score",
+        "--pred",
+        sub.to_str().unwrap(),
+        "--truth",
+        test.join("Disc_Cup_Masks").to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert!(
+        (scored["disc_dice"].as_f64().unwrap() - v["disc_dice"].as_f64().unwrap()).abs() < 1e-9
+    );
+}
+
+#[test]
+fn bad_invocations_fail_with_clear_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let empty = root.path().join("nothing");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = papilla(&[
+        "train",
+        "--data",
+        empty.to_str().unwrap(),
+        "--out",
+        root.path().join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a known data layout") && err.contains("nothing"), "{err}");
+
+    let out = papilla(&[
+        "evaluate",
+        "--model",
+        empty.to_str().unwrap(),
+        "--data",
+        empty.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("config.json"), "{err}");
+
+    let data = gamma_folder(root.path(), "d", 3, 0);
+    let out = papilla(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        root.path().join("r2").to_str().unwrap(),
+        "--size",
+        "60",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a multiple of 16"), "{err}");
+}

@@ -32,6 +32,8 @@ pub enum AppError {
         "the wgpu backend needs a build with `--features gpu` (cargo build --release -p papilla-host --features gpu)"
     )]
     NoGpuBuild,
+    #[error("no usable GPU adapter for wgpu (Vulkan, Metal or DX12); train with --backend cpu")]
+    NoGpuAdapter,
     #[error("{}: {what}", path.display())]
     Io {
         path: PathBuf,
@@ -50,10 +52,27 @@ pub fn device_for(backend: BackendArg) -> Result<Device, AppError> {
     match backend {
         BackendArg::Cpu => Ok(Device::flex()),
         #[cfg(feature = "gpu")]
-        BackendArg::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        BackendArg::Wgpu => {
+            let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+            probe_gpu(&device)?;
+            Ok(device)
+        }
         #[cfg(not(feature = "gpu"))]
         BackendArg::Wgpu => Err(AppError::NoGpuBuild),
     }
+}
+
+/// burn-wgpu panics on a background thread when no adapter exists; this turns that into an
+/// error before any work is queued.
+#[cfg(feature = "gpu")]
+fn probe_gpu(device: &Device) -> Result<(), AppError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ok = std::panic::catch_unwind(|| {
+        burn::tensor::Tensor::<1>::zeros([1], device).into_data().num_elements() == 1
+    });
+    std::panic::set_hook(hook);
+    if ok.unwrap_or(false) { Ok(()) } else { Err(AppError::NoGpuAdapter) }
 }
 
 /// Loads several data folders, printing each folder's cleaning report to stderr.

@@ -171,3 +171,50 @@ fn bad_invocations_fail_with_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a multiple of 16"), "{err}");
 }
+
+#[test]
+fn ctrl_c_leaves_a_usable_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let train = gamma_folder(root.path(), "train", 8, 0);
+    let run = root.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_papilla"))
+        .args(["train", "--data", train.to_str().unwrap(), "--out", run.to_str().unwrap()])
+        .args([
+            "--size",
+            "32",
+            "--depth",
+            "1",
+            "--base-channels",
+            "4",
+            "--epochs",
+            "100000",
+            "--val-fraction",
+            "0.25",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !run.join("state.json").exists() {
+        assert!(std::time::Instant::now() < deadline, "no epoch finished within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "interrupted runs exit with 130");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+    assert!(state["epoch"].as_u64().unwrap() >= 1);
+    // The checkpoint loads: evaluating it works.
+    let out = papilla(&[
+        "evaluate",
+        "--model",
+        run.to_str().unwrap(),
+        "--data",
+        train.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["n"], 8);
+}

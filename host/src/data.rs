@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
-use papilla_shared::labels::{LabelMap, MaskRole, decode_mask};
+use papilla_shared::labels::{LabelMap, MaskRole};
 use papilla_shared::preprocess::{Geometry, PreprocessConfig, Resized, resize};
 use papilla_shared::synth::SplitMix64;
 use thiserror::Error;
@@ -263,9 +263,7 @@ pub fn read_image(path: &Path) -> Result<(RgbImage, Option<String>), String> {
 }
 
 fn read_grey_mask(path: &Path, role: MaskRole) -> Result<papilla_shared::DecodedMask, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| format!("cannot decode: {e}"))?;
-    decode_mask(&img, &path.display().to_string(), role).map_err(|e| e.to_string())
+    crate::masks::read_mask(path, role).map_err(|e| e.to_string())
 }
 
 fn read_binary(path: &Path) -> Result<(u32, u32, Vec<bool>), String> {

@@ -14,7 +14,7 @@ use thiserror::Error;
 use crate::data::{Sample, read_image};
 use crate::model::UNet;
 use crate::score::{ScoreReport, ScoredImage};
-use crate::training::{self, BEST_MODEL, LAST_MODEL, TrainError, TrainingConfig, input_batch};
+use crate::training::{self, BEST_MODEL, LAST_MODEL, TrainError, TrainingConfig};
 
 #[derive(Debug, Error)]
 pub enum InferError {
@@ -80,25 +80,13 @@ impl RunModel {
 
     /// Masks of cached samples at their photographs' size, in batches.
     pub fn predict_samples(&self, samples: &[Sample]) -> Result<Vec<LabelMap>, InferError> {
-        let spec = OutputSpec::seed();
-        let mut out = Vec::with_capacity(samples.len());
-        for chunk in samples.chunks(self.config.batch_size.max(1)) {
-            let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
-            let logits =
-                self.model.forward(input_batch(&inputs, &self.config.preprocess, &self.device));
-            let [_, c, h, w] = logits.dims();
-            let values = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
-            let per = c * h * w;
-            for (i, s) in chunk.iter().enumerate() {
-                out.push(postprocess(
-                    &values[i * per..(i + 1) * per],
-                    &[1, c, h, w],
-                    &spec,
-                    &s.geometry,
-                )?);
-            }
-        }
-        Ok(out)
+        Ok(training::predict_masks(
+            &self.model,
+            samples,
+            &self.config.preprocess,
+            self.config.batch_size,
+            &self.device,
+        )?)
     }
 }
 

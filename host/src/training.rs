@@ -233,6 +233,31 @@ pub fn loss(logits: Tensor<4>, onehot: Tensor<4>, ce_weight: f64) -> Tensor<1> {
     }
 }
 
+/// Masks of cached samples at their photographs' size: the model in batches, then the shared
+/// post-processing with each sample's geometry. `device` must not be an autodiff device.
+pub fn predict_masks(
+    model: &UNet,
+    samples: &[Sample],
+    preprocess: &PreprocessConfig,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<papilla_shared::LabelMap>, TrainError> {
+    let spec = OutputSpec::seed();
+    let mut masks = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(batch_size.max(1)) {
+        let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
+        let logits = model.forward(input_batch(&inputs, preprocess, device));
+        let [_, c, h, w] = logits.dims();
+        let values = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let per = c * h * w;
+        for (i, sample) in chunk.iter().enumerate() {
+            let slice = values.get(i * per..(i + 1) * per).unwrap_or_default();
+            masks.push(postprocess(slice, &[1, c, h, w], &spec, &sample.geometry)?);
+        }
+    }
+    Ok(masks)
+}
+
 /// Runs the model on samples and scores them at their original size with the shared
 /// post-processing and REFUGE metrics. `device` must not be an autodiff device.
 pub fn validate(
@@ -241,28 +266,12 @@ pub fn validate(
     config: &TrainingConfig,
     device: &Device,
 ) -> Result<Vec<ImageScores>, TrainError> {
-    let spec = OutputSpec::seed();
-    let mut scores = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(config.batch_size.max(1)) {
-        let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
-        let logits = model.forward(input_batch(&inputs, &config.preprocess, device));
-        let [n, c, h, w] = logits.dims();
-        let values = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
-        let per = c * h * w;
-        for (i, sample) in chunk.iter().enumerate().take(n) {
-            let mask = postprocess(
-                &values[i * per..(i + 1) * per],
-                &[1, c, h, w],
-                &spec,
-                &sample.geometry,
-            )?;
-            scores.push(
-                metrics::score(&mask, &sample.truth)
-                    .expect("geometry maps back to the truth's size"),
-            );
-        }
-    }
-    Ok(scores)
+    let masks = predict_masks(model, samples, &config.preprocess, config.batch_size, device)?;
+    Ok(samples
+        .iter()
+        .zip(&masks)
+        .map(|(s, m)| metrics::score(m, &s.truth).expect("geometry maps back to the truth's size"))
+        .collect())
 }
 
 /// Selection score of a validation summary (higher is better).

@@ -9,9 +9,8 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
 use papilla_host::model::UNetConfig;
-use papilla_host::training::{TrainingConfig, loss, target_batch};
+use papilla_host::training::{loss, target_batch};
 use papilla_shared::labels::{Class, LabelMap};
-use papilla_shared::preprocess::PreprocessConfig;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -30,13 +29,6 @@ fn bench(size: usize, base: usize, batch: usize, train_steps: usize, infer_runs:
     let model_cfg = UNetConfig::new().with_base_channels(base);
     let device = Device::flex();
     let train_device = device.clone().autodiff();
-    let config = TrainingConfig::new(
-        model_cfg.clone(),
-        PreprocessConfig::square(size as u32),
-        papilla_host::augment::AugmentConfig::none(),
-        vec![],
-        vec![],
-    );
     let mut model = model_cfg.init(&train_device);
     let mut optim = {
         use burn::optim::SgdConfig;
@@ -58,7 +50,7 @@ fn bench(size: usize, base: usize, batch: usize, train_steps: usize, infer_runs:
         );
         let y = target_batch(&targets, 3, &train_device);
         let t = Instant::now();
-        let l = loss(model.forward(x), y, config.ce_weight);
+        let l = loss(model.forward(x), y, 0.0);
         let grads = GradientsParams::from_grads(l.backward(), &model);
         model = optim.step(1e-3, model, grads);
         train_device.sync().expect("the device finishes its work"); // time all of the step

@@ -14,7 +14,7 @@ use crate::cli::{
     BackendArg, EvaluateArgs, OptimizerArg, PredictArgs, SynthArgs, TrainArgs, UpsamplingArg,
 };
 use crate::data::{self, DataError, LoadReport, Sample};
-use crate::inference::{self, InferError, RunModel};
+use crate::inference::{self, InferError};
 use crate::model::{UNetConfig, Upsampling};
 use crate::score::ScoreReport;
 use crate::training::{self, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
@@ -177,13 +177,12 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(ScoreReport, Vec<PathBuf>), AppE
     let (report, masks) = inference::evaluate(&run, &samples)?;
     let mut written = Vec::new();
     if let Some(dir) = &args.report {
-        written = write_worst(&run, &report, &samples, &masks, dir, args.worst)?;
+        written = write_worst(&report, &samples, &masks, dir, args.worst)?;
     }
     Ok((report, written))
 }
 
 fn write_worst(
-    _run: &RunModel,
     report: &ScoreReport,
     samples: &[Sample],
     masks: &[papilla_shared::LabelMap],
@@ -241,7 +240,7 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
     for (i, photo) in photos.iter().enumerate() {
         let image = inference::read_photo(photo)?;
         let mask = run.segment(&image)?;
-        let stem = photo.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = data::stem(photo);
         let path = args.out.join(format!("{stem}.bmp"));
         inference::write_mask_bmp(&mask, &path)?;
         eprintln!("[{}/{}] {}", i + 1, photos.len(), path.display());

@@ -83,7 +83,8 @@ fn ext_in(p: &Path, exts: &[&str]) -> bool {
         .is_some_and(|e| exts.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-fn stem(p: &Path) -> String {
+/// File stem as a string (empty when there is none).
+pub fn stem(p: &Path) -> String {
     p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
@@ -337,12 +338,24 @@ pub fn load_all(
         let handles: Vec<_> = pairs
             .chunks(chunk)
             .map(|part| {
-                s.spawn(move || {
+                let h = s.spawn(move || {
                     part.iter().map(|p| load_pair(p, prefix, config)).collect::<Vec<_>>()
-                })
+                });
+                (part, h)
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .map(|(part, h)| {
+                // A decoder panic must not drop its share of the data unreported.
+                h.join().unwrap_or_else(|_| {
+                    let reason = "the loader thread panicked".to_owned();
+                    part.iter()
+                        .map(|p| Err(Skip { path: p.image.clone(), reason: reason.clone() }))
+                        .collect()
+                })
+            })
+            .collect()
     });
     let mut samples = Vec::with_capacity(pairs.len());
     let mut report = LoadReport::default();

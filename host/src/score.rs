@@ -8,6 +8,7 @@ use papilla_shared::metrics::{self, ImageScores, Summary};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::data::stem;
 use crate::masks::{MaskFileError, is_mask_file, read_mask};
 
 /// Why a submission cannot be scored.
@@ -70,10 +71,6 @@ fn mask_files(dir: &Path) -> Result<Vec<PathBuf>, ScoreError> {
     }
     files.sort();
     Ok(files)
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Scores every ground-truth mask in `truth` against the mask of the same stem in `pred`

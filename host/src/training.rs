@@ -544,9 +544,6 @@ fn finish_interrupted(
 ) -> Result<TrainOutcome, TrainError> {
     // The interrupted epoch is discarded: the checkpoint holds the weights reached so far,
     // and `state.epoch` still counts only completed epochs, so --resume repeats this epoch.
-    if state.epoch == 0 {
-        save_model(model, &out.join(BEST_MODEL))?;
-    }
     save_checkpoint(model, optim, out, &state)?;
     Ok(TrainOutcome { state, history, interrupted: true })
 }

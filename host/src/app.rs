@@ -11,14 +11,19 @@ use thiserror::Error;
 
 use crate::augment::AugmentConfig;
 use crate::cli::{
-    BackendArg, EvaluateArgs, OptimizerArg, PredictArgs, SynthArgs, TrainArgs, UpsamplingArg,
+    ActTypeArg, BackendArg, CalibMethodArg, EvaluateArgs, ExportArgs, Int8FormArg, OptimizerArg,
+    PredictArgs, SynthArgs, TrainArgs, UpsamplingArg, WeightScalesArg,
 };
 use crate::data::{self, DataError, LoadReport, Sample};
+use crate::export::{CalibMethod, ExportError, ExportOptions, ExportReport};
 use crate::inference::{self, InferError};
 use crate::model::{UNetConfig, Upsampling};
+use crate::onnx::{ActType, Form, WeightScales};
 use crate::score::ScoreReport;
 use crate::training::{self, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
-use papilla_shared::preprocess::PreprocessConfig;
+use papilla_shared::bundle::Verification;
+use papilla_shared::preprocess::{PreprocessConfig, RoiPolicy};
+use papilla_shared::runtime::Engine;
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -43,7 +48,23 @@ pub enum AppError {
     },
     #[error("{}: cannot write the zip file: {message}", path.display())]
     Zip { path: PathBuf, message: String },
-    #[error("evaluate needs --data, or a run whose config names validation folders")]
+    #[error(
+        "{}: this run is a coarse-to-fine second stage and needs its locator: export a bundle with both (papilla export --locator) and predict with --model FILE.papilla", run.display()
+    )]
+    SecondStage { run: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Engine {
+        path: PathBuf,
+        #[source]
+        source: papilla_shared::runtime::RuntimeError,
+    },
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("a worker thread panicked")]
+    WorkerPanicked,
+    #[error(
+        "evaluate needs --data (a bundle has no validation folders), or a run whose config names validation folders"
+    )]
     NoEvalData,
 }
 
@@ -105,12 +126,19 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
     let augment = if args.no_augment {
         AugmentConfig::none()
     } else {
-        AugmentConfig { rotate_deg: args.rotate, scale: args.scale, ..AugmentConfig::default() }
+        AugmentConfig {
+            rotate_deg: args.rotate,
+            scale: args.scale,
+            translate: args.translate,
+            ..AugmentConfig::default()
+        }
     };
+    let roi =
+        args.roi_context.map(|context| RoiPolicy { context, min_side_fraction: args.roi_min_side });
     let names = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect();
     TrainingConfig::new(
         model,
-        PreprocessConfig::square(args.size),
+        PreprocessConfig { roi, ..PreprocessConfig::square(args.size) },
         augment,
         names(&args.data),
         names(&args.val),
@@ -161,8 +189,98 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
     Ok(training::train(&config, &train_set, &val_set, &args.out, &device, args.resume, interrupt)?)
 }
 
+/// A `--model` that is a file is an exported bundle; a folder is a training run.
+pub fn is_bundle(model: &Path) -> bool {
+    model.is_file()
+}
+
+/// Loads a bundle for host use: hashes checked, signatures accepted when valid.
+pub fn load_engine(path: &Path, threads: usize) -> Result<Engine, AppError> {
+    let bytes = std::fs::read(path).map_err(|source| AppError::Io {
+        path: path.to_owned(),
+        what: "cannot read the model bundle",
+        source,
+    })?;
+    Engine::from_bytes(&bytes, &Verification::integrity_only(), threads)
+        .map_err(|source| AppError::Engine { path: path.to_owned(), source })
+}
+
+/// Segments `photos` with `engine` on `threads` workers (tract single-threaded in each).
+fn segment_all<T: Sync, F>(
+    engine: &Engine,
+    items: &[T],
+    threads: usize,
+    photo: F,
+) -> Result<Vec<papilla_shared::LabelMap>, AppError>
+where
+    F: Fn(&T) -> Result<image::RgbImage, AppError> + Sync,
+{
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<Result<Vec<_>, AppError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let photo = &photo;
+                s.spawn(move || {
+                    part.iter()
+                        .map(|it| {
+                            let img = photo(it)?;
+                            Ok(engine.segment(&img).map_err(InferError::from)?.mask)
+                        })
+                        .collect::<Result<Vec<_>, AppError>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(AppError::WorkerPanicked)))
+            .collect()
+    });
+    let mut masks = Vec::with_capacity(items.len());
+    for p in parts {
+        masks.extend(p?);
+    }
+    Ok(masks)
+}
+
+/// `papilla evaluate --model FILE.papilla`: the bundle's road (locator, crop, segmenter) on
+/// each photograph at its full size.
+fn evaluate_bundle(
+    args: &EvaluateArgs,
+    dirs: &[PathBuf],
+) -> Result<(ScoreReport, Vec<Sample>, Vec<papilla_shared::LabelMap>), AppError> {
+    let engine = load_engine(&args.model, 1)?;
+    // Tiny network inputs: only names, paths and ground truth are used.
+    let samples = load_folders(dirs, "test", &PreprocessConfig::square(16), args.threads)?;
+    let masks = segment_all(&engine, &samples, args.threads, |s: &Sample| {
+        let mut photo = inference::read_photo(&s.image_path)?;
+        if photo.dimensions() != s.truth.dimensions() {
+            photo = image::imageops::resize(
+                &photo,
+                s.truth.width(),
+                s.truth.height(),
+                image::imageops::FilterType::Triangle,
+            );
+        }
+        Ok(photo)
+    })?;
+    let report = inference::score_masks(&samples, &masks);
+    Ok((report, samples, masks))
+}
+
 /// `papilla evaluate`: the report and, with `--report`, the overlays written.
 pub fn evaluate(args: &EvaluateArgs) -> Result<(ScoreReport, Vec<PathBuf>), AppError> {
+    if is_bundle(&args.model) {
+        if args.data.is_empty() {
+            return Err(AppError::NoEvalData);
+        }
+        let (report, samples, masks) = evaluate_bundle(args, &args.data)?;
+        let mut written = Vec::new();
+        if let Some(dir) = &args.report {
+            written = write_worst(&report, &samples, &masks, dir, args.worst)?;
+        }
+        return Ok((report, written));
+    }
     let device = device_for(args.backend)?;
     let run = inference::load_run(&args.model, &device)?;
     let dirs: Vec<PathBuf> = if args.data.is_empty() {
@@ -172,6 +290,12 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(ScoreReport, Vec<PathBuf>), AppE
     };
     if dirs.is_empty() {
         return Err(AppError::NoEvalData);
+    }
+    if run.config.preprocess.roi.is_some() {
+        eprintln!(
+            "note: this run is a second stage; it is scored on crops around the TRUE disc (an \
+             upper bound). Score a bundle with its locator for real figures."
+        );
     }
     let samples = load_folders(&dirs, "test", &run.config.preprocess, args.threads)?;
     let (report, masks) = inference::evaluate(&run, &samples)?;
@@ -228,8 +352,31 @@ fn write_worst(
 
 /// `papilla predict`: the BMPs written (and the zip, when asked).
 pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
+    if is_bundle(&args.model) {
+        let engine = load_engine(&args.model, 1)?;
+        let photos = inference::list_photos(&args.input)?;
+        std::fs::create_dir_all(&args.out).map_err(|source| AppError::Io {
+            path: args.out.clone(),
+            what: "cannot create",
+            source,
+        })?;
+        let masks = segment_all(&engine, &photos, args.threads, |p| Ok(inference::read_photo(p)?))?;
+        let mut written = Vec::with_capacity(photos.len());
+        for (photo, mask) in photos.iter().zip(&masks) {
+            let path = args.out.join(format!("{}.bmp", data::stem(photo)));
+            inference::write_mask_bmp(mask, &path)?;
+            written.push(path);
+        }
+        if let Some(zip_path) = &args.zip {
+            write_zip(zip_path, &written)?;
+        }
+        return Ok(written);
+    }
     let device = device_for(args.backend)?;
     let run = inference::load_run(&args.model, &device)?;
+    if run.config.preprocess.roi.is_some() {
+        return Err(AppError::SecondStage { run: args.model.clone() });
+    }
     let photos = inference::list_photos(&args.input)?;
     std::fs::create_dir_all(&args.out).map_err(|source| AppError::Io {
         path: args.out.clone(),
@@ -305,4 +452,38 @@ pub fn synth(args: &SynthArgs) -> Result<u64, AppError> {
         inference::write_mask_bmp(&s.labels, &masks.join(format!("{id}.bmp")))?;
     }
     Ok(args.count)
+}
+
+/// `papilla export`.
+pub fn export(args: &ExportArgs) -> Result<ExportReport, AppError> {
+    let options = ExportOptions {
+        checkpoint: args.checkpoint.clone(),
+        locator: args.locator.clone(),
+        out: args.out.clone(),
+        onnx_out: args.onnx_out.clone(),
+        int8: args.int8.then_some(match args.int8_form {
+            Int8FormArg::Qlinear => Form::QLinear,
+            Int8FormArg::Qdq => Form::Qdq,
+        }),
+        weights: match args.weight_scales {
+            WeightScalesArg::PerTensor => WeightScales::PerTensor,
+            WeightScalesArg::PerChannel => WeightScales::PerChannel,
+        },
+        activations: match args.activations {
+            ActTypeArg::U8 => ActType::U8,
+            ActTypeArg::I8 => ActType::I8,
+        },
+        method: match args.calib_method {
+            CalibMethodArg::Minmax => CalibMethod::MinMax,
+            CalibMethodArg::Percentile => CalibMethod::Percentile,
+        },
+        calibration: args.calibration.clone(),
+        calib_images: args.calib_images,
+        sign: args.sign.clone(),
+        name: args.name.clone(),
+        version: args.model_version.clone(),
+        selftest_image: args.selftest_image.clone(),
+        threads: args.threads,
+    };
+    Ok(crate::export::export(&options)?)
 }

@@ -25,6 +25,10 @@ pub struct AugmentConfig {
     pub rotate_deg: f32,
     /// Scale range: factors in [1 - s, 1 + s] (0 = off).
     pub scale: f32,
+    /// Shift range as a fraction of the side, in x and y (0 = off): a coarse-to-fine stage
+    /// must cope with a locator that is a little off centre.
+    #[serde(default)]
+    pub translate: f32,
 }
 
 impl Default for AugmentConfig {
@@ -40,6 +44,7 @@ impl Default for AugmentConfig {
             blur_p: 0.05,
             rotate_deg: 0.0,
             scale: 0.0,
+            translate: 0.0,
         }
     }
 }
@@ -58,6 +63,7 @@ impl AugmentConfig {
             blur_p: 0.0,
             rotate_deg: 0.0,
             scale: 0.0,
+            translate: 0.0,
         }
     }
 }
@@ -93,7 +99,12 @@ pub fn augment(
         let angle =
             rng.range(-config.rotate_deg, config.rotate_deg.max(f32::MIN_POSITIVE)).to_radians();
         let s = rng.range(1.0 - config.scale, 1.0 + config.scale + f32::MIN_POSITIVE);
-        (img, lab) = affine(&img, &lab, w, h, angle, s);
+        (img, lab) = affine(&img, &lab, w, h, angle, s, (0.0, 0.0));
+    }
+    if config.translate > 0.0 {
+        let t = config.translate;
+        let shift = (rng.range(-t, t) * w as f32, rng.range(-t, t) * h as f32);
+        (img, lab) = affine(&img, &lab, w, h, 0.0, 1.0, shift);
     }
 
     if hit(rng, config.jitter_p) {
@@ -166,8 +177,8 @@ fn blur3(img: &[f32], w: usize, h: usize) -> Vec<f32> {
     out
 }
 
-/// Rotation by `angle` and scaling by `s` about the centre; bilinear for the image (black
-/// outside), nearest for the labels (background outside).
+/// Rotation by `angle` and scaling by `s` about the centre, then a shift by `shift` pixels;
+/// bilinear for the image (black outside), nearest for the labels (background outside).
 fn affine(
     img: &[f32],
     lab: &LabelMap,
@@ -175,6 +186,7 @@ fn affine(
     h: usize,
     angle: f32,
     s: f32,
+    shift: (f32, f32),
 ) -> (Vec<f32>, LabelMap) {
     let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
     let (c, sn) = (angle.cos() / s, angle.sin() / s);
@@ -182,7 +194,7 @@ fn affine(
     let mut out_lab = LabelMap::filled(w as u32, h as u32, Class::Background);
     for y in 0..h {
         for x in 0..w {
-            let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+            let (dx, dy) = (x as f32 + 0.5 - cx - shift.0, y as f32 + 0.5 - cy - shift.1);
             let (sx, sy) = (c * dx + sn * dy + cx - 0.5, -sn * dx + c * dy + cy - 0.5);
             let (nx, ny) = (sx.round(), sy.round());
             if nx >= 0.0 && ny >= 0.0 && (nx as usize) < w && (ny as usize) < h {
@@ -258,6 +270,17 @@ mod tests {
         rotate_hue(&mut px, std::f32::consts::TAU);
         assert!((px[0] - 80.0).abs() < 0.5 && (px[2] - 80.0).abs() < 0.5);
         assert!((px[3] - 200.0).abs() < 0.5 && (px[5] - 10.0).abs() < 0.5, "{px:?}");
+    }
+
+    #[test]
+    fn shift_moves_labels_by_whole_pixels() {
+        let (img, lab) = sample();
+        let (a, l) = affine(&img.rgb, &lab, 4, 3, 0.0, 1.0, (1.0, 1.0));
+        assert_eq!(l.get(1, 1), Class::Cup);
+        assert_eq!(l.get(2, 1), Class::Rim);
+        assert_eq!(l.get(0, 0), Class::Background, "uncovered pixels are background");
+        assert_eq!(a[(4 + 1) * 3], 0.0);
+        assert_eq!(a[(4 + 2) * 3], 10.0);
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub enum Command {
     ///
     /// Example: `papilla synth --out /tmp/synth --count 40 --size 256`
     Synth(SynthArgs),
+    /// Export trained runs as a model bundle (ONNX graphs, preprocessing, scores, self-test),
+    /// f32 or int8, optionally signed; what `papilla-device` runs.
+    ///
+    /// Example: `papilla export --checkpoint runs/seg --locator runs/loc --out m.papilla --int8
+    /// --calibration ../data/refuge512/train --sign keys/papilla`
+    Export(Box<ExportArgs>),
+    /// Make an ed25519 key pair for `papilla export --sign` (KEY secret, KEY.pub public).
+    Keygen(KeygenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -160,6 +168,16 @@ pub struct TrainArgs {
     /// Random scale range, e.g. 0.1 for 0.9-1.1 (off by default).
     #[arg(long, default_value_t = 0.0)]
     pub scale: f32,
+    /// Random shift range as a fraction of the side, e.g. 0.1 (off by default).
+    #[arg(long, default_value_t = 0.0)]
+    pub translate: f32,
+    /// Train a coarse-to-fine second stage: each sample is a square crop around its true disc,
+    /// this many disc diameters wide (e.g. 3). Off: the whole photograph.
+    #[arg(long, value_name = "DIAMETERS")]
+    pub roi_context: Option<f32>,
+    /// Smallest crop side of --roi-context, as a fraction of the photograph's shorter side.
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    pub roi_min_side: f32,
     /// Keep a numbered checkpoint every N epochs (0: only best and last).
     #[arg(long, default_value_t = 10)]
     pub checkpoint_every: usize,
@@ -172,8 +190,8 @@ pub struct TrainArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct EvaluateArgs {
-    /// Run directory written by `papilla train`.
-    #[arg(long, value_name = "RUN_DIR")]
+    /// Run directory written by `papilla train`, or a bundle written by `papilla export`.
+    #[arg(long, value_name = "RUN_DIR|FILE.papilla")]
     pub model: PathBuf,
     /// Data folder with ground truth (RIM-ONE DL's root means its `test` split). Default: the
     /// run's own validation folders.
@@ -199,8 +217,8 @@ pub struct EvaluateArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
-    /// Run directory written by `papilla train`.
-    #[arg(long, value_name = "RUN_DIR")]
+    /// Run directory written by `papilla train`, or a bundle written by `papilla export`.
+    #[arg(long, value_name = "RUN_DIR|FILE.papilla")]
     pub model: PathBuf,
     /// Folder of photographs (.jpg/.png; or a GAMMA folder with `fundus color images/`).
     #[arg(long, value_name = "DIR")]
@@ -213,6 +231,93 @@ pub struct PredictArgs {
     pub zip: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
+    /// Photographs segmented in parallel (bundles only).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// int8 graph form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Int8FormArg {
+    /// QLinearConv: integer kernels in tract.
+    Qlinear,
+    /// QuantizeLinear/DequantizeLinear around float Conv: the form onnxruntime fuses.
+    Qdq,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WeightScalesArg {
+    PerTensor,
+    PerChannel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActTypeArg {
+    U8,
+    I8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CalibMethodArg {
+    Minmax,
+    Percentile,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Run directory of the segmenter (its best checkpoint is exported).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub checkpoint: PathBuf,
+    /// Run directory of a whole-photograph locator, for a segmenter trained with --roi-context.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub locator: Option<PathBuf>,
+    /// The bundle to write.
+    #[arg(long, value_name = "FILE.papilla")]
+    pub out: PathBuf,
+    /// Also write the segmenter's plain ONNX graph here (a locator's goes beside it as
+    /// `FILE.locator.onnx`).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub onnx_out: Option<PathBuf>,
+    /// Quantize to int8 (static, calibrated on --calibration photographs).
+    #[arg(long, requires = "calibration")]
+    pub int8: bool,
+    #[arg(long, value_enum, default_value_t = Int8FormArg::Qlinear)]
+    pub int8_form: Int8FormArg,
+    #[arg(long, value_enum, default_value_t = WeightScalesArg::PerChannel)]
+    pub weight_scales: WeightScalesArg,
+    /// 8-bit activation type of the int8 graph.
+    #[arg(long, value_enum, default_value_t = ActTypeArg::I8)]
+    pub activations: ActTypeArg,
+    /// Folder(s) of photographs for calibration (a GAMMA folder or plain .jpg/.png).
+    #[arg(long, value_name = "DIR")]
+    pub calibration: Vec<PathBuf>,
+    /// Photographs used for calibration, spread evenly over the folder.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub calib_images: usize,
+    #[arg(long, value_enum, default_value_t = CalibMethodArg::Minmax)]
+    pub calib_method: CalibMethodArg,
+    /// Sign with this secret key (from `papilla keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// Model name in the manifest.
+    #[arg(long, default_value = "papilla-unet")]
+    pub name: String,
+    /// Model version in the manifest (semver).
+    #[arg(long, default_value = "0.1.0")]
+    pub model_version: String,
+    /// Photograph for the bundle's self-test (default: a synthetic one). Shrunk to 640 px.
+    #[arg(long, value_name = "FILE")]
+    pub selftest_image: Option<PathBuf>,
+    /// Threads for tract during calibration and checks.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Secret key file to create (owner-only); the public key goes to KEY.pub.
+    #[arg(long, value_name = "KEY")]
+    pub out: PathBuf,
 }
 
 #[cfg(test)]

@@ -317,8 +317,18 @@ pub fn load_pair(
         );
         report.resized.push(pair.image.clone());
     }
+    // A second (coarse-to-fine) stage learns on the crop its locator will hand it, centred
+    // here on the true disc; augmentation shifts and scales it like a locator's error.
+    let roi = match &config.roi {
+        Some(policy) => Some(
+            policy
+                .crop_for(&truth)
+                .ok_or_else(|| skip(&pair.image, "the mask has no disc to crop around".into()))?,
+        ),
+        None => None,
+    };
     let (input, geometry) =
-        resize(&image, config, None).map_err(|e| skip(&pair.image, e.to_string()))?;
+        resize(&image, config, roi).map_err(|e| skip(&pair.image, e.to_string()))?;
     let target = geometry.to_network(&truth);
     report.loaded = 1;
     let name = format!("{prefix}/{}", pair.name);

@@ -28,6 +28,8 @@ pub enum InferError {
     Preprocess(#[from] papilla_shared::PreprocessError),
     #[error(transparent)]
     Postprocess(#[from] papilla_shared::PostprocessError),
+    #[error(transparent)]
+    Runtime(#[from] papilla_shared::runtime::RuntimeError),
     #[error("{}: cannot write", path.display())]
     Write {
         path: PathBuf,
@@ -96,8 +98,14 @@ pub fn evaluate(
     samples: &[Sample],
 ) -> Result<(ScoreReport, Vec<LabelMap>), InferError> {
     let masks = run.predict_samples(samples)?;
+    let report = score_masks(samples, &masks);
+    Ok((report, masks))
+}
+
+/// The REFUGE report of predicted masks against the samples' ground truth (same order).
+pub fn score_masks(samples: &[Sample], masks: &[LabelMap]) -> ScoreReport {
     let mut images = Vec::with_capacity(samples.len());
-    for (s, m) in samples.iter().zip(&masks) {
+    for (s, m) in samples.iter().zip(masks) {
         let scores =
             metrics::score(m, &s.truth).expect("prediction mapped back to the truth's size");
         images.push(ScoredImage {
@@ -109,10 +117,7 @@ pub fn evaluate(
         });
     }
     let per: Vec<_> = images.iter().map(|i| i.scores).collect();
-    Ok((
-        ScoreReport { summary: metrics::summarize(&per), images, extra_predictions: Vec::new() },
-        masks,
-    ))
+    ScoreReport { summary: metrics::summarize(&per), images, extra_predictions: Vec::new() }
 }
 
 /// Photographs of a folder (or of its `fundus color images/` sub-folder), sorted.

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Parser;
-use papilla_host::cli::{Cli, Command, EvaluateArgs, PredictArgs, ScoreArgs, SynthArgs, TrainArgs};
+use papilla_host::cli::{
+    Cli, Command, EvaluateArgs, ExportArgs, KeygenArgs, PredictArgs, ScoreArgs, SynthArgs,
+    TrainArgs,
+};
 use papilla_host::score::ScoreReport;
 
 /// Exit codes: 0 success, 1 error, 130 interrupted (a usable checkpoint was saved).
@@ -20,6 +23,8 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate(args),
         Command::Predict(args) => predict(args),
         Command::Synth(args) => synth(args),
+        Command::Export(args) => export(*args),
+        Command::Keygen(args) => keygen(args),
     };
     match result {
         Ok(code) => code,
@@ -111,5 +116,33 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
 fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
     let n = papilla_host::app::synth(&args)?;
     println!("{n} synthetic photographs with masks in {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let r = papilla_host::app::export(&args)?;
+    println!(
+        "{}: {:?}, {} bytes{}, self-test agreement {:.4}{}",
+        r.bundle.display(),
+        r.precision,
+        r.bytes,
+        if r.calibration_images > 0 {
+            format!(", calibrated on {} photographs", r.calibration_images)
+        } else {
+            String::new()
+        },
+        r.selftest_agreement,
+        r.signer.map(|k| format!(", signed by {k}")).unwrap_or_default()
+    );
+    for p in r.onnx {
+        println!("onnx: {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let (public, hex) = papilla_host::export::keygen(&args.out)?;
+    println!("secret key: {} (keep it private)", args.out.display());
+    println!("public key: {} ({hex})", public.display());
     Ok(ExitCode::SUCCESS)
 }

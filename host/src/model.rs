@@ -215,3 +215,121 @@ impl UNet {
         self.head.forward(x)
     }
 }
+
+/// One convolution of an exported graph, BatchNorm folded in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvLayer {
+    /// Conv: `[Cout, Cin, kH, kW]`; ConvTranspose: `[Cin, Cout, kH, kW]` (ONNX's layouts).
+    pub shape: [usize; 4],
+    pub weight: Vec<f32>,
+    /// One per output channel (zeros where the layer had none).
+    pub bias: Vec<f32>,
+    pub transpose: bool,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvLayer {
+    pub fn out_channels(&self) -> usize {
+        if self.transpose { self.shape[1] } else { self.shape[0] }
+    }
+}
+
+/// A decoder level as plain arrays.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpLayers {
+    /// ConvTranspose 2x2/2, or the 1x1 convolution after a nearest 2x resize.
+    pub upsample: ConvLayer,
+    pub conv: [ConvLayer; 2],
+}
+
+/// The whole UNet as plain arrays: what the ONNX writer needs, and nothing of burn.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UNetLayers {
+    pub upsampling: Upsampling,
+    /// Encoder levels, each two 3x3 convolutions followed by ReLU.
+    pub down: Vec<[ConvLayer; 2]>,
+    /// Decoder levels in encoder order (`up[0]` is the shallowest); run deepest first.
+    pub up: Vec<UpLayers>,
+    /// 1x1 convolution to class logits.
+    pub head: ConvLayer,
+}
+
+fn values(t: Tensor<1>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
+}
+
+fn conv_layer(conv: &Conv2d, norm: Option<&BatchNorm>) -> ConvLayer {
+    let w = conv.weight.val();
+    let shape = w.dims();
+    let mut weight = w.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+    let mut bias =
+        conv.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; shape[0]]);
+    if let Some(n) = norm {
+        // y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta, per output channel.
+        let (gamma, beta) = (values(n.gamma.val()), values(n.beta.val()));
+        let (mean, var) = (values(n.running_mean.value()), values(n.running_var.value()));
+        let per = shape[1] * shape[2] * shape[3];
+        for c in 0..shape[0] {
+            let k = gamma[c] / (var[c] + n.epsilon as f32).sqrt();
+            weight[c * per..(c + 1) * per].iter_mut().for_each(|v| *v *= k);
+            bias[c] = (bias[c] - mean[c]) * k + beta[c];
+        }
+    }
+    let pad = shape[2] / 2;
+    ConvLayer { shape, weight, bias, transpose: false, stride: 1, pad }
+}
+
+impl DoubleConv {
+    fn layers(&self) -> [ConvLayer; 2] {
+        [conv_layer(&self.conv1, self.norm1.as_ref()), conv_layer(&self.conv2, self.norm2.as_ref())]
+    }
+}
+
+impl UNet {
+    /// The trained weights as plain arrays, BatchNorm folded into the convolutions with its
+    /// running statistics (inference mode).
+    pub fn layers(&self) -> UNetLayers {
+        let up = self
+            .up
+            .iter()
+            .map(|u| {
+                let upsample = match (&u.transpose, &u.project) {
+                    (Some(t), _) => {
+                        let w = t.weight.val();
+                        let shape = w.dims();
+                        ConvLayer {
+                            shape,
+                            weight: w
+                                .into_data()
+                                .convert::<f32>()
+                                .try_to_vec::<f32>()
+                                .unwrap_or_default(),
+                            bias: t
+                                .bias
+                                .as_ref()
+                                .map(|b| values(b.val()))
+                                .unwrap_or_else(|| vec![0.0; shape[1]]),
+                            transpose: true,
+                            stride: 2,
+                            pad: 0,
+                        }
+                    }
+                    (None, Some(p)) => conv_layer(p, None),
+                    (None, None) => unreachable!("Up::new sets one upsampling path"),
+                };
+                UpLayers { upsample, conv: u.conv.layers() }
+            })
+            .collect();
+        UNetLayers {
+            upsampling: if self.up.first().is_some_and(|u| u.transpose.is_none()) {
+                Upsampling::Nearest
+            } else {
+                Upsampling::ConvTranspose
+            },
+            down: self.down.iter().map(DoubleConv::layers).collect(),
+            up,
+            head: conv_layer(&self.head, None),
+        }
+    }
+}

@@ -6,7 +6,8 @@
 //! photograph's size) -> [`labels`] (0/128/255 masks) -> [`metrics`] (REFUGE's definitions).
 //! The parameters of that road travel inside the model [`bundle`].
 //!
-//! This crate never depends on burn, and does no file or device I/O.
+//! This crate never depends on burn, and does no file or device I/O. With feature `runtime`
+//! it also runs exported bundles with tract ([`runtime`]).
 
 pub mod bundle;
 pub mod error;
@@ -15,6 +16,8 @@ pub mod metrics;
 pub mod overlay;
 pub mod postprocess;
 pub mod preprocess;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod synth;
 
 pub use error::{BundleError, MaskError, MetricsError, PostprocessError, PreprocessError};

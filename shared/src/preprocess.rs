@@ -60,6 +60,33 @@ impl RoiPolicy {
             height: side_h,
         }
     }
+
+    /// The crop around the disc of `labels` (bounding-box centre, larger side as diameter):
+    /// the same rule for ground truth while training and for a locator's mask at run time.
+    /// `None` when `labels` has no disc.
+    pub fn crop_for(&self, labels: &LabelMap) -> Option<Rect> {
+        let (x0, y0, x1, y1) = disc_box(labels)?;
+        let diameter = (x1 - x0 + 1).max(y1 - y0 + 1) as f32;
+        let (cx, cy) = ((x0 + x1 + 1) as f32 / 2.0, (y0 + y1 + 1) as f32 / 2.0);
+        Some(self.crop_around(cx, cy, diameter, labels.width(), labels.height()))
+    }
+}
+
+/// Inclusive bounding box `(x0, y0, x1, y1)` of the disc (cup or rim) pixels.
+pub fn disc_box(labels: &LabelMap) -> Option<(u32, u32, u32, u32)> {
+    let w = labels.width() as usize;
+    let mut b: Option<(u32, u32, u32, u32)> = None;
+    for (i, c) in labels.classes().iter().enumerate() {
+        if *c == Class::Background {
+            continue;
+        }
+        let (x, y) = ((i % w) as u32, (i / w) as u32);
+        b = Some(match b {
+            None => (x, y, x, y),
+            Some((a, b0, c0, d)) => (a.min(x), b0.min(y), c0.max(x), d.max(y)),
+        });
+    }
+    b
 }
 
 /// Preprocessing of one model stage; serialised into the model bundle.
@@ -502,5 +529,21 @@ mod tests {
         assert_eq!(tiny.width, 10, "min side fraction of the shorter side");
         let huge = p.crop_around(100.0, 50.0, 500.0, 200, 100);
         assert_eq!(huge, Rect { x: 0, y: 0, width: 200, height: 100 });
+    }
+
+    #[test]
+    fn crop_for_centres_on_the_disc_box() {
+        let mut m = LabelMap::filled(100, 80, Class::Background);
+        for y in 30..40 {
+            for x in 50..56 {
+                m.set(x, y, Class::Rim);
+            }
+        }
+        m.set(52, 35, Class::Cup);
+        assert_eq!(disc_box(&m), Some((50, 30, 55, 39)));
+        let p = RoiPolicy { context: 3.0, min_side_fraction: 0.0 };
+        // Centre (53, 35), diameter 10 -> side 30.
+        assert_eq!(p.crop_for(&m), Some(Rect { x: 38, y: 20, width: 30, height: 30 }));
+        assert_eq!(p.crop_for(&LabelMap::filled(5, 5, Class::Background)), None);
     }
 }

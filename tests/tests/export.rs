@@ -1,0 +1,407 @@
+//! Export proof: a tiny UNet trained for a few steps on synthetic photographs, exported by
+//! `papilla export`, computes in tract what it computed in burn (f32), and its int8 forms
+//! agree with f32 on nearly every pixel; the ONNX files pass the `onnx` checker and
+//! onnxruntime agrees with tract; bad bundles are refused with clear errors.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::Parser;
+use papilla_host::cli::{Cli, Command as Cmd};
+use papilla_shared::bundle::{Bundle, Verification};
+use papilla_shared::preprocess::{Tensor4, preprocess};
+use papilla_shared::runtime::{Engine, Output, RuntimeError};
+use papilla_shared::synth::{SynthParams, generate};
+
+struct Fixture {
+    root: PathBuf,
+    synth: PathBuf,
+    /// Whole-photograph segmenter.
+    run: PathBuf,
+    /// Coarse-to-fine pair.
+    locator: PathBuf,
+    second: PathBuf,
+}
+
+fn cli(args: &[&str]) -> Cmd {
+    let mut all = vec!["papilla"];
+    all.extend_from_slice(args);
+    Cli::try_parse_from(all).unwrap().command
+}
+
+fn train(args: &[&str]) {
+    let Cmd::Train(t) = cli(args) else { panic!("train") };
+    papilla_host::app::train(&t, Arc::new(AtomicBool::new(false))).unwrap();
+}
+
+/// Trains the runs once for every test of this file (a few steps each, 64 px).
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("papilla-export-{}", std::process::id()));
+        let synth = root.join("synth");
+        let Cmd::Synth(s) =
+            cli(&["synth", "--out", synth.to_str().unwrap(), "--count", "16", "--size", "96"])
+        else {
+            panic!("synth")
+        };
+        papilla_host::app::synth(&s).unwrap();
+        let common = [
+            "--size",
+            "64",
+            "--batch",
+            "4",
+            "--depth",
+            "2",
+            "--base-channels",
+            "8",
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "0.01",
+            "--warmup-epochs",
+            "1",
+            "--ce-weight",
+            "1",
+            "--epochs",
+            "2",
+            "--checkpoint-every",
+            "0",
+        ];
+        let dirs: Vec<PathBuf> =
+            ["run", "locator", "second"].iter().map(|d| root.join(d)).collect();
+        for (dir, extra) in dirs.iter().zip([&[][..], &[][..], &["--roi-context", "3"][..]]) {
+            let mut a =
+                vec!["train", "--data", synth.to_str().unwrap(), "--out", dir.to_str().unwrap()];
+            a.extend(common);
+            a.extend(extra);
+            train(&a);
+        }
+        Fixture {
+            root,
+            synth,
+            run: dirs[0].clone(),
+            locator: dirs[1].clone(),
+            second: dirs[2].clone(),
+        }
+    })
+}
+
+/// `papilla export` with extra flags; returns the bundle path.
+fn export(name: &str, checkpoint: &Path, extra: &[&str]) -> PathBuf {
+    let f = fixture();
+    let out = f.root.join(format!("{name}.papilla"));
+    let onnx = f.root.join(format!("{name}.onnx"));
+    let mut a = vec![
+        "export",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--onnx-out",
+        onnx.to_str().unwrap(),
+    ];
+    a.extend(extra);
+    let Cmd::Export(e) = cli(&a) else { panic!("export") };
+    papilla_host::app::export(&e).unwrap();
+    out
+}
+
+fn int8_flags(form: &str) -> Vec<String> {
+    let f = fixture();
+    [
+        "--int8",
+        "--int8-form",
+        form,
+        "--calibration",
+        f.synth.to_str().unwrap(),
+        "--calib-images",
+        "8",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+fn engine(path: &Path) -> Engine {
+    Engine::from_bytes(&std::fs::read(path).unwrap(), &Verification::integrity_only(), 1).unwrap()
+}
+
+fn inputs(size: u32) -> Vec<Tensor4> {
+    (100..104)
+        .map(|seed| {
+            let s = generate(&SynthParams::random(96, 96, seed));
+            preprocess(&s.image, &papilla_shared::preprocess::PreprocessConfig::square(size), None)
+                .unwrap()
+                .0
+        })
+        .collect()
+}
+
+fn argmax_agreement(a: &Output, b: &Output) -> f64 {
+    let [_, c, h, w] = <[usize; 4]>::try_from(a.shape.as_slice()).unwrap();
+    let plane = h * w;
+    let arg = |o: &Output, p: usize| {
+        (0..c).max_by(|&i, &j| o.data[i * plane + p].total_cmp(&o.data[j * plane + p])).unwrap()
+    };
+    (0..plane).filter(|&p| arg(a, p) == arg(b, p)).count() as f64 / plane as f64
+}
+
+#[test]
+fn f32_export_computes_in_tract_what_burn_computed() {
+    let f = fixture();
+    let bundle = export("f32", &f.run, &[]);
+    let engine = engine(&bundle);
+    let run = papilla_host::inference::load_run(&f.run, &Device::flex()).unwrap();
+    for input in inputs(64) {
+        let x =
+            Tensor::<4>::from_data(TensorData::new(input.data.clone(), input.shape), &run.device);
+        let burn = run.model.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        let tract = engine.stage_logits(false, &input).unwrap();
+        assert_eq!(tract.shape, vec![1, 3, 64, 64]);
+        let range = burn.iter().fold(f32::MIN, |m, v| m.max(*v))
+            - burn.iter().fold(f32::MAX, |m, v| m.min(*v));
+        let diff = burn.iter().zip(&tract.data).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("burn vs tract: max |diff| {diff:e}, logit range {range}");
+        assert!(range > 0.1, "a trained net has spread logits: {range}");
+        assert!(diff <= 1e-4 * range, "max |diff| {diff} > 1e-4 x range {range}");
+    }
+}
+
+#[test]
+fn int8_forms_agree_with_f32_on_nearly_every_pixel() {
+    let f = fixture();
+    let reference = engine(&export("ref32", &f.run, &[]));
+    for form in ["qlinear", "qdq"] {
+        let flags = int8_flags(form);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let q = engine(&export(&format!("int8-{form}"), &f.run, &flags));
+        for input in inputs(64) {
+            let a = reference.stage_logits(false, &input).unwrap();
+            let b = q.stage_logits(false, &input).unwrap();
+            let agree = argmax_agreement(&a, &b);
+            eprintln!("{form}: {agree:.4} of pixels agree with f32");
+            assert!(agree >= 0.99, "{form}: {agree}");
+            assert_ne!(a.data, b.data, "{form}: int8 must not be the f32 graph");
+        }
+    }
+}
+
+#[test]
+fn coarse_to_fine_bundle_runs_both_stages_and_crops_around_the_disc() {
+    let f = fixture();
+    let loc = f.locator.to_str().unwrap();
+    let bundle = export("c2f", &f.second, &["--locator", loc]);
+    let engine = engine(&bundle);
+    let m = engine.manifest();
+    assert_eq!(m.stages.len(), 2);
+    assert!(m.selftest.is_some());
+    assert!(engine.self_test().unwrap().unwrap().passed());
+    // A second stage without its locator is refused, naming the remedy.
+    let Cmd::Export(e) = cli(&[
+        "export",
+        "--checkpoint",
+        f.second.to_str().unwrap(),
+        "--out",
+        f.root.join("x.papilla").to_str().unwrap(),
+    ]) else {
+        panic!()
+    };
+    let err = papilla_host::app::export(&e).unwrap_err().to_string();
+    assert!(err.contains("--locator"), "{err}");
+    // On a photograph the locator finds, the segmenter's crop contains the true disc centre.
+    let s = generate(&SynthParams::random(96, 96, 3));
+    let seg = engine.segment(&s.image).unwrap();
+    if let Some(r) = seg.roi {
+        let (cx, cy) = s.disc_centre;
+        assert!(r.x as f32 <= cx && cx <= (r.x + r.width) as f32, "{r:?} vs {cx}");
+        assert!(r.y as f32 <= cy && cy <= (r.y + r.height) as f32, "{r:?} vs {cy}");
+        assert_eq!(seg.mask.dimensions(), (96, 96));
+    } else {
+        assert!(!seg.disc_found);
+    }
+}
+
+/// Python with `onnx` and `onnxruntime`; required under CI, else the check is skipped.
+fn python_with_onnx() -> Option<String> {
+    let python = std::env::var("PAPILLA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", "import onnx, onnxruntime, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    let required =
+        std::env::var_os("CI").is_some() || std::env::var_os("PAPILLA_REQUIRE_PYTHON").is_some();
+    assert!(
+        !required,
+        "{python} lacks onnx/onnxruntime: pip install -r scripts/requirements-test.txt"
+    );
+    eprintln!(
+        "skipped: {python} lacks onnx/onnxruntime (pip install -r scripts/requirements-test.txt)"
+    );
+    None
+}
+
+fn write_f32(path: &Path, v: &[f32]) {
+    std::fs::write(path, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+}
+
+#[test]
+fn exported_onnx_passes_the_onnx_checker_and_onnxruntime_agrees_with_tract() {
+    let Some(python) = python_with_onnx() else { return };
+    let f = fixture();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/onnx_check.py");
+    let mut cases = vec![("chk-f32", Vec::new())];
+    for form in ["qlinear", "qdq"] {
+        cases.push((if form == "qdq" { "chk-qdq" } else { "chk-qlinear" }, int8_flags(form)));
+    }
+    for (name, flags) in cases {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let bundle = export(name, &f.run, &flags);
+        let onnx = bundle.with_extension("onnx");
+        let engine = engine(&bundle);
+        let input = &inputs(64)[0];
+        let tract = engine.stage_logits(false, input).unwrap();
+        let (xin, xout) = (f.root.join(format!("{name}.in")), f.root.join(format!("{name}.out")));
+        write_f32(&xin, &input.data);
+        write_f32(&xout, &tract.data);
+        let out = Command::new(&python)
+            .arg(&script)
+            .args([&onnx, &xin, &xout])
+            .args(["1", "3", "64", "64"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        eprintln!("{name}: {r}");
+        assert!(r["opset"].as_i64().unwrap() >= 13);
+        assert_eq!(r["domains"], serde_json::json!([""]), "standard operators only");
+        let (diff, range) =
+            (r["max_abs_diff"].as_f64().unwrap(), r["logit_range"].as_f64().unwrap());
+        if name == "chk-f32" {
+            assert!(diff <= 1e-4 * range, "onnxruntime vs tract: {diff} (range {range})");
+            assert!(r["metadata"]["preprocess"].as_str().unwrap().contains("\"width\":64"));
+        } else {
+            assert!(r["argmax_agreement"].as_f64().unwrap() >= 0.99, "{name}: {r}");
+        }
+    }
+}
+
+#[test]
+fn corrupt_truncated_and_wrongly_signed_bundles_are_refused() {
+    let f = fixture();
+    let key = f.root.join("keys/papilla");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let Cmd::Keygen(k) = cli(&["keygen", "--out", key.to_str().unwrap()]) else { panic!() };
+    let (public, _) = papilla_host::export::keygen(&k.out).unwrap();
+    assert!(papilla_host::export::keygen(&k.out).is_err(), "never overwrites a key");
+    let signed = export("signed", &f.run, &["--sign", key.to_str().unwrap()]);
+    let bytes = std::fs::read(&signed).unwrap();
+    let trusted = papilla_host::export::read_verifying_key(&public).unwrap();
+    let only = Verification::signed_by(vec![trusted]);
+    assert!(Engine::from_bytes(&bytes, &only, 1).is_ok());
+
+    let other = f.root.join("keys/other");
+    papilla_host::export::keygen(&other).unwrap();
+    let stranger =
+        papilla_host::export::read_verifying_key(&public.with_file_name("other.pub")).unwrap();
+    let err = Engine::from_bytes(&bytes, &Verification::signed_by(vec![stranger]), 1).unwrap_err();
+    assert!(err.to_string().contains("not among the trusted keys"), "{err}");
+
+    let unsigned = std::fs::read(export("unsigned", &f.run, &[])).unwrap();
+    let err = Engine::from_bytes(&unsigned, &only, 1).unwrap_err();
+    assert!(err.to_string().contains("not signed"), "{err}");
+
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2; // inside the graph
+    flipped[mid] ^= 0x40;
+    let err = Engine::from_bytes(&flipped, &Verification::integrity_only(), 1).unwrap_err();
+    assert!(matches!(err, RuntimeError::Bundle(_)), "{err}");
+
+    for cut in [0, 7, 20, bytes.len() / 3, bytes.len() - 1] {
+        let err = Engine::from_bytes(&bytes[..cut], &Verification::integrity_only(), 1);
+        assert!(err.is_err(), "truncated at {cut} must be refused");
+    }
+
+    // Through the command: the error names the file.
+    let bad = f.root.join("truncated.papilla");
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let Cmd::Evaluate(e) =
+        cli(&["evaluate", "--model", bad.to_str().unwrap(), "--data", f.synth.to_str().unwrap()])
+    else {
+        panic!()
+    };
+    let err = papilla_host::app::evaluate(&e).unwrap_err().to_string();
+    assert!(err.contains("truncated.papilla"), "{err}");
+    assert!(Bundle::from_bytes(&bytes, &Verification::integrity_only()).is_ok());
+}
+
+#[test]
+fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
+    let f = fixture();
+    let bundle = export("device", &f.second, &["--locator", f.locator.to_str().unwrap()]);
+    let engine = papilla_device::segment::load(&bundle, 1).unwrap();
+    let out = f.root.join("exams");
+    let photo = f.root.join("photo.png");
+    let s = generate(&SynthParams::random(120, 100, 11));
+    s.image.save(&photo).unwrap();
+    let r = papilla_device::segment::exam(&engine, &photo, &out, 0.6).unwrap();
+    assert_eq!((r.width, r.height), (120, 100));
+    let mask = image::open(&r.mask).unwrap().to_luma8();
+    assert_eq!(mask.dimensions(), (120, 100));
+    assert!(mask.pixels().all(|p| [0, 128, 255].contains(&p.0[0])));
+    let disc = mask.pixels().filter(|p| p.0[0] < 255).count() as u64;
+    assert_eq!(disc, r.disc_area_px, "the record measures the mask it wrote");
+    assert_eq!(image::open(&r.overlay).unwrap().to_rgb8().dimensions(), (120, 100));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("photo.json")).unwrap()).unwrap();
+    assert!((record["vcdr"].as_f64().unwrap() - r.vcdr).abs() < 1e-12, "{record}");
+    assert_eq!(record["refer"].as_bool().unwrap(), r.disc_found && r.vcdr >= 0.6);
+
+    // A truncated JPEG: a clear error naming the file; earlier results stay untouched.
+    let bad = f.root.join("broken.jpg");
+    let jpeg = {
+        let mut c = std::io::Cursor::new(Vec::new());
+        s.image.write_to(&mut c, image::ImageFormat::Jpeg).unwrap();
+        c.into_inner()
+    };
+    std::fs::write(&bad, &jpeg[..jpeg.len() / 3]).unwrap();
+    let err = papilla_device::segment::exam(&engine, &bad, &out, 0.6).unwrap_err().to_string();
+    assert!(err.contains("broken.jpg"), "{err}");
+    assert_eq!(image::open(&r.mask).unwrap().to_luma8(), mask);
+    let missing = papilla_device::segment::load(&f.root.join("nope.papilla"), 1).unwrap_err();
+    assert!(missing.to_string().contains("nope.papilla"), "{missing}");
+}
+
+#[test]
+fn shipped_model_passes_its_self_test_and_finds_the_disc_on_the_shipped_samples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let engine = engine(&root.join(papilla_device::segment::SHIPPED_MODEL));
+    let m = engine.manifest();
+    assert_eq!(m.stages.len(), 2, "locator and segmenter");
+    let st = engine.self_test().unwrap().unwrap();
+    assert!(st.passed(), "{st:?}");
+    // Disc centres read off the photographs by eye (fractions of width, height).
+    for (file, (fx, fy)) in [
+        ("wikimedia_haggstrom_normal_left_eye_1411.jpg", (0.15, 0.45)),
+        ("idrid_sample_b.jpg", (0.26, 0.45)),
+    ] {
+        let photo = image::open(root.join("samples").join(file)).unwrap().to_rgb8();
+        let seg = engine.segment(&photo).unwrap();
+        assert!(seg.disc_found, "{file}");
+        let (w, h) = photo.dimensions();
+        let (x0, y0, x1, y1) = papilla_shared::preprocess::disc_box(&seg.mask).unwrap();
+        let (cx, cy) = ((x0 + x1) as f64 / 2.0 / w as f64, (y0 + y1) as f64 / 2.0 / h as f64);
+        assert!((cx - fx).abs() < 0.05 && (cy - fy).abs() < 0.05, "{file}: disc at ({cx}, {cy})");
+        let v = seg.measurements.vcdr;
+        assert!((0.2..0.7).contains(&v), "{file}: vCDR {v}");
+    }
+}

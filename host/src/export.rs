@@ -9,7 +9,6 @@ use papilla_shared::bundle::{
     Bundle, Manifest, Precision, SelfTest, SigningKey, Stage, StageRole, TestScores,
     TrainingSummary, Verification, VerifyingKey,
 };
-use papilla_shared::labels::LabelMap;
 use papilla_shared::postprocess::OutputSpec;
 use papilla_shared::preprocess::{Tensor4, preprocess};
 use papilla_shared::runtime::{self, Engine, Graph, RuntimeError};
@@ -432,12 +431,6 @@ fn png(img: &image::DynamicImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).expect("PNG encoding to memory");
     out.into_inner()
-}
-
-/// Masks that differ between two label maps, as a fraction of pixels.
-pub fn disagreement(a: &LabelMap, b: &LabelMap) -> f64 {
-    let diff = a.classes().iter().zip(b.classes()).filter(|(x, y)| x != y).count();
-    diff as f64 / a.classes().len().max(1) as f64
 }
 
 /// `papilla keygen`: writes the secret key (hex, owner-only) to `out` and the public key to

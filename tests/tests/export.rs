@@ -215,17 +215,20 @@ fn coarse_to_fine_bundle_runs_both_stages_and_crops_around_the_disc() {
     };
     let err = papilla_host::app::export(&e).unwrap_err().to_string();
     assert!(err.contains("--locator"), "{err}");
-    // On a photograph the locator finds, the segmenter's crop contains the true disc centre.
-    let s = generate(&SynthParams::random(96, 96, 3));
-    let seg = engine.segment(&s.image).unwrap();
-    if let Some(r) = seg.roi {
+    // Wherever the locator finds a disc, the segmenter's crop contains the true disc centre;
+    // and it must find most of them.
+    let mut located = 0;
+    for seed in 0..8 {
+        let s = generate(&SynthParams::random(96, 96, 300 + seed));
+        let seg = engine.segment(&s.image).unwrap();
+        assert_eq!(seg.mask.dimensions(), (96, 96));
+        let Some(r) = seg.roi else { continue };
+        located += 1;
         let (cx, cy) = s.disc_centre;
         assert!(r.x as f32 <= cx && cx <= (r.x + r.width) as f32, "{r:?} vs {cx}");
         assert!(r.y as f32 <= cy && cy <= (r.y + r.height) as f32, "{r:?} vs {cy}");
-        assert_eq!(seg.mask.dimensions(), (96, 96));
-    } else {
-        assert!(!seg.disc_found);
     }
+    assert!(located >= 6, "the locator found only {located} of 8 discs");
 }
 
 /// Python with `onnx` and `onnxruntime`; required under CI, else the check is skipped.

@@ -352,44 +352,34 @@ fn write_worst(
 
 /// `papilla predict`: the BMPs written (and the zip, when asked).
 pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
+    // Either road yields one mask per photograph, in order; writing is shared.
+    let photos;
+    let run;
+    let masks: Box<dyn Iterator<Item = Result<papilla_shared::LabelMap, AppError>>>;
     if is_bundle(&args.model) {
         let engine = load_engine(&args.model, 1)?;
-        let photos = inference::list_photos(&args.input)?;
-        std::fs::create_dir_all(&args.out).map_err(|source| AppError::Io {
-            path: args.out.clone(),
-            what: "cannot create",
-            source,
-        })?;
-        let masks = segment_all(&engine, &photos, args.threads, |p| Ok(inference::read_photo(p)?))?;
-        let mut written = Vec::with_capacity(photos.len());
-        for (photo, mask) in photos.iter().zip(&masks) {
-            let path = args.out.join(format!("{}.bmp", data::stem(photo)));
-            inference::write_mask_bmp(mask, &path)?;
-            written.push(path);
+        photos = inference::list_photos(&args.input)?;
+        let all = segment_all(&engine, &photos, args.threads, |p| Ok(inference::read_photo(p)?))?;
+        masks = Box::new(all.into_iter().map(Ok));
+    } else {
+        let device = device_for(args.backend)?;
+        run = inference::load_run(&args.model, &device)?;
+        if run.config.preprocess.roi.is_some() {
+            return Err(AppError::SecondStage { run: args.model.clone() });
         }
-        if let Some(zip_path) = &args.zip {
-            write_zip(zip_path, &written)?;
-        }
-        return Ok(written);
+        photos = inference::list_photos(&args.input)?;
+        let run = &run;
+        masks = Box::new(photos.iter().map(move |p| Ok(run.segment(&inference::read_photo(p)?)?)));
     }
-    let device = device_for(args.backend)?;
-    let run = inference::load_run(&args.model, &device)?;
-    if run.config.preprocess.roi.is_some() {
-        return Err(AppError::SecondStage { run: args.model.clone() });
-    }
-    let photos = inference::list_photos(&args.input)?;
     std::fs::create_dir_all(&args.out).map_err(|source| AppError::Io {
         path: args.out.clone(),
         what: "cannot create",
         source,
     })?;
     let mut written = Vec::with_capacity(photos.len());
-    for (i, photo) in photos.iter().enumerate() {
-        let image = inference::read_photo(photo)?;
-        let mask = run.segment(&image)?;
-        let stem = data::stem(photo);
-        let path = args.out.join(format!("{stem}.bmp"));
-        inference::write_mask_bmp(&mask, &path)?;
+    for (i, (photo, mask)) in photos.iter().zip(masks).enumerate() {
+        let path = args.out.join(format!("{}.bmp", data::stem(photo)));
+        inference::write_mask_bmp(&mask?, &path)?;
         eprintln!("[{}/{}] {}", i + 1, photos.len(), path.display());
         written.push(path);
     }

@@ -1,7 +1,25 @@
 //! `papilla-device`: the service on the Raspberry Pi inside a portable fundus camera.
 //!
-//! Its exam runs the same `papilla-shared` road as the host (the shared runtime). Built so far:
-//! one-shot exams ([`segment`]). Capture, GPIO, storage and model updates are still to come.
+//! Every exam runs the same `papilla-shared` road as the host (the shared runtime). The
+//! hardware sits behind traits ([`camera::FrameSource`], `embedded_hal::digital` pins in
+//! [`board`], [`clock::Clock`]), so the whole service runs in tests on any machine.
+//!
+//! Modules: [`config`] (TOML settings), [`camera`] (frame sources), [`board`] (button and
+//! LEDs), [`photo`] (safe decoding), [`quality`] (the quality gate), [`exam`] (one exam),
+//! [`store`] (power-safe exam storage), [`slots`] (model updates), [`service`] (the loop),
+//! [`segment`] (one-shot exams), [`bench`] (per-stage timings).
 
+pub mod bench;
+pub mod board;
+pub mod camera;
 pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod exam;
+pub mod photo;
+pub mod quality;
 pub mod segment;
+pub mod service;
+pub mod slots;
+pub mod store;

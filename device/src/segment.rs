@@ -1,6 +1,6 @@
-//! `papilla-device segment`: one-shot exams through the shared runtime. Each photograph gets its
-//! mask (BMP, 0/128/255, original size), an overlay PNG and a JSON record, written as temporary
-//! files then renamed, so a crash never leaves a half-written result.
+//! `papilla-device segment`: one-shot exams through the same exam road as the service. Each
+//! photograph gets its mask (BMP, 0/128/255, original size), an overlay PNG and a JSON record,
+//! written as temporary files then renamed, so a crash never leaves a half-written result.
 
 use std::path::{Path, PathBuf};
 
@@ -10,12 +10,18 @@ use papilla_shared::runtime::{Engine, RuntimeError};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::camera::Frame;
+use crate::exam::{ExamError, Times, analyse, render};
+use crate::photo::DecodeOptions;
+use crate::quality::Quality;
+use crate::store::{StoreError, write_atomic};
+
 /// Where the shipped model lives in the repository.
 pub const SHIPPED_MODEL: &str = "models/papilla-default.papilla";
 
 #[derive(Debug, Error)]
 pub enum SegmentError {
-    #[error("{}: {what}", path.display())]
+    #[error("{}: {what}: {source}", path.display())]
     Io {
         path: PathBuf,
         what: &'static str,
@@ -28,16 +34,12 @@ pub enum SegmentError {
         #[source]
         source: RuntimeError,
     },
-    #[error("{}: cannot read the photograph: {reason}", path.display())]
-    Photo { path: PathBuf, reason: String },
-    #[error("{}: {source}", path.display())]
-    Segment {
-        path: PathBuf,
-        #[source]
-        source: RuntimeError,
-    },
+    #[error(transparent)]
+    Exam(#[from] ExamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(
-        "no model: pass --bundle FILE, or run from the repository root where {SHIPPED_MODEL} is"
+        "no model: pass --bundle FILE, install one with `papilla-device install-model`, or run from the repository root where {SHIPPED_MODEL} is"
     )]
     NoModel,
 }
@@ -58,15 +60,27 @@ pub struct ExamRecord {
     /// vCDR at or above the referral threshold.
     pub refer: bool,
     pub refer_vcdr: f64,
+    pub quality: Quality,
     pub model: String,
+    pub times: Times,
     pub inference_ms: f64,
     pub total_ms: f64,
 }
 
-/// The bundle to use: `explicit`, else the shipped one (repository root, or beside the crate).
-pub fn resolve_bundle(explicit: Option<&Path>) -> Result<PathBuf, SegmentError> {
+/// The bundle to use: `explicit`, else the model installed under `root`, else the shipped one
+/// (repository root, or beside the crate).
+pub fn resolve_bundle(
+    explicit: Option<&Path>,
+    root: Option<&Path>,
+) -> Result<PathBuf, SegmentError> {
     if let Some(p) = explicit {
         return Ok(p.to_owned());
+    }
+    if let Some(root) = root {
+        let slots = crate::slots::Slots::new(root);
+        if let Some(slot) = slots.current() {
+            return Ok(slots.path(slot));
+        }
     }
     let candidates = [
         PathBuf::from(SHIPPED_MODEL),
@@ -86,46 +100,23 @@ pub fn load(path: &Path, threads: usize) -> Result<Engine, SegmentError> {
         .map_err(|source| SegmentError::Model { path: path.to_owned(), source })
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegmentError> {
-    let io = |what| move |source| SegmentError::Io { path: path.to_owned(), what, source };
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io("cannot create"))?;
-        f.write_all(bytes).map_err(io("cannot write"))?;
-        f.sync_all().map_err(io("cannot sync"))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io("cannot rename into place"))
-}
-
-fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, format).expect("encoding to memory");
-    out.into_inner()
-}
-
 /// Segments one photograph and stores its results in `out`.
 pub fn exam(
     engine: &Engine,
     image: &Path,
     out: &Path,
     refer_vcdr: f64,
+    decode: &DecodeOptions,
 ) -> Result<ExamRecord, SegmentError> {
     let start = std::time::Instant::now();
-    let bad = |reason: String| SegmentError::Photo { path: image.to_owned(), reason };
-    let bytes = std::fs::read(image).map_err(|e| bad(e.to_string()))?;
-    let format = image::guess_format(&bytes).map_err(|e| bad(e.to_string()))?;
-    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(&bytes) {
-        // The decoder fills a cut-off JPEG with grey and succeeds; a half photograph must not
-        // become an exam.
-        return Err(bad("truncated JPEG (no end-of-image marker)".into()));
-    }
-    let photo = image::load_from_memory_with_format(&bytes, format)
-        .map_err(|e| bad(e.to_string()))?
-        .to_rgb8();
-    let seg = engine
-        .segment(&photo)
-        .map_err(|source| SegmentError::Segment { path: image.to_owned(), source })?;
+    let bytes = std::fs::read(image).map_err(|source| SegmentError::Io {
+        path: image.to_owned(),
+        what: "cannot read the photograph",
+        source,
+    })?;
+    let frame = Frame::File { name: image.to_owned(), bytes };
+    let mut a = analyse(engine, &frame, decode)?;
+    let (mask_bytes, overlay_bytes) = render(&mut a);
     std::fs::create_dir_all(out).map_err(|source| SegmentError::Io {
         path: out.to_owned(),
         what: "cannot create the output folder",
@@ -135,36 +126,33 @@ pub fn exam(
     let mask = out.join(format!("{stem}.bmp"));
     let overlay = out.join(format!("{stem}_overlay.png"));
     let record_path = out.join(format!("{stem}.json"));
-    write_atomic(&mask, &encode(seg.mask.to_grey().into(), image::ImageFormat::Bmp))?;
-    let drawn = papilla_shared::overlay::overlay(&photo, &seg.mask, None, 0);
-    write_atomic(&overlay, &encode(drawn.into(), image::ImageFormat::Png))?;
-    let m = seg.measurements;
+    let t = std::time::Instant::now();
+    write_atomic(&mask, &mask_bytes)?;
+    write_atomic(&overlay, &overlay_bytes)?;
+    let m = a.measurements;
     let manifest = engine.manifest();
-    let record = ExamRecord {
+    let mut record = ExamRecord {
         image: image.to_owned(),
         mask,
         overlay,
-        width: photo.width(),
-        height: photo.height(),
-        disc_found: seg.disc_found,
+        width: a.original.0,
+        height: a.original.1,
+        disc_found: a.disc_found,
         vcdr: m.vcdr,
         disc_area_px: m.disc_area,
         cup_area_px: m.cup_area,
         measurements: m,
-        refer: seg.disc_found && m.vcdr >= refer_vcdr,
+        refer: a.disc_found && m.vcdr >= refer_vcdr,
         refer_vcdr,
+        quality: a.quality,
         model: format!("{} {}", manifest.name, manifest.version),
-        inference_ms: seg.times.inference.as_secs_f64() * 1e3,
-        total_ms: start.elapsed().as_secs_f64() * 1e3,
+        times: a.times,
+        inference_ms: a.times.inference_ms,
+        total_ms: 0.0,
     };
+    record.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
+    record.total_ms = start.elapsed().as_secs_f64() * 1e3;
     let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
     write_atomic(&record_path, &json)?;
     Ok(record)
-}
-
-/// Whether a JPEG ends with its end-of-image marker (searched in the last 4 KiB, so trailers
-/// some cameras append are allowed; an embedded thumbnail's marker sits near the start).
-pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(4096).max(bytes.len() / 2)..];
-    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }

@@ -356,7 +356,7 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
     let photo = f.root.join("photo.png");
     let s = generate(&SynthParams::random(120, 100, 11));
     s.image.save(&photo).unwrap();
-    let r = papilla_device::segment::exam(&engine, &photo, &out, 0.6).unwrap();
+    let r = papilla_device::segment::exam(&engine, &photo, &out, 0.6, &Default::default()).unwrap();
     assert_eq!((r.width, r.height), (120, 100));
     let mask = image::open(&r.mask).unwrap().to_luma8();
     assert_eq!(mask.dimensions(), (120, 100));
@@ -377,7 +377,9 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
         c.into_inner()
     };
     std::fs::write(&bad, &jpeg[..jpeg.len() / 3]).unwrap();
-    let err = papilla_device::segment::exam(&engine, &bad, &out, 0.6).unwrap_err().to_string();
+    let err = papilla_device::segment::exam(&engine, &bad, &out, 0.6, &Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("broken.jpg"), "{err}");
     assert_eq!(image::open(&r.mask).unwrap().to_luma8(), mask);
     let missing = papilla_device::segment::load(&f.root.join("nope.papilla"), 1).unwrap_err();

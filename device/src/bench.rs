@@ -1,0 +1,140 @@
+//! `papilla-device bench IMAGE`: where the time of an exam goes on this machine, stage by
+//! stage, and the process's peak resident memory. Each run is a whole exam, stored into a
+//! scratch store, so the figures are what the service spends.
+
+use std::path::Path;
+use std::time::Instant;
+
+use papilla_shared::runtime::Engine;
+use serde::Serialize;
+
+use crate::camera::Frame;
+use crate::exam::{Times, analyse, render};
+use crate::photo::{DecodeOptions, decode};
+use crate::store::{ExamFile, IndexEntry, Outcome, Store};
+
+/// Median and minimum of one stage over the runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub stage: &'static str,
+    pub median_ms: f64,
+    pub min_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    pub decoded_width: u32,
+    pub decoded_height: u32,
+    pub runs: usize,
+    pub threads: usize,
+    pub rows: Vec<Row>,
+    /// Decoding the same JPEG at full size, for comparison (not part of the exam).
+    pub full_decode_ms: f64,
+    /// Peak resident set size of the process (VmHWM), MiB; `None` off Linux.
+    pub peak_rss_mib: Option<f64>,
+}
+
+fn stats(stage: &'static str, mut v: Vec<f64>) -> Row {
+    v.sort_by(f64::total_cmp);
+    Row { stage, median_ms: v[v.len() / 2], min_ms: v[0] }
+}
+
+/// Peak resident memory of this process, from /proc/self/status.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs `runs` whole exams of `image` (after one warm-up) into a scratch store under `scratch`.
+pub fn run(
+    engine: &Engine,
+    image: &Path,
+    runs: usize,
+    threads: usize,
+    opts: &DecodeOptions,
+    scratch: &Path,
+) -> Result<Report, String> {
+    let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let frame = Frame::File { name: image.to_owned(), bytes };
+    let mut store = Store::open(scratch, 0).map_err(|e| e.to_string())?;
+    let mut all: Vec<Times> = Vec::new();
+    let mut full = Vec::new();
+    let mut dims = ((0, 0), (0, 0));
+    for i in 0..=runs {
+        let mut a = analyse(engine, &frame, opts).map_err(|e| e.to_string())?;
+        let (mask, overlay) = render(&mut a);
+        let t = Instant::now();
+        let entry = IndexEntry {
+            id: store.next_id(),
+            unix_ms: 0,
+            source: "bench".into(),
+            outcome: Outcome::Completed,
+            vcdr: a.measurements.vcdr,
+            disc_area_px: a.measurements.disc_area,
+            cup_area_px: a.measurements.cup_area,
+            refer: false,
+            model: String::new(),
+        };
+        let Frame::File { bytes, .. } = &frame else { unreachable!("built above") };
+        let files = [
+            ExamFile { name: "photo.jpg", bytes },
+            ExamFile { name: "mask.bmp", bytes: &mask },
+            ExamFile { name: "overlay.png", bytes: &overlay },
+            ExamFile { name: "record.json", bytes: b"{}" },
+        ];
+        store.commit(&entry, &files).map_err(|e| e.to_string())?;
+        a.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        decode(bytes, image, &DecodeOptions { min_side: 0, ..*opts }).map_err(|e| e.to_string())?;
+        if i > 0 {
+            full.push(t.elapsed().as_secs_f64() * 1e3);
+            all.push(a.times);
+        }
+        dims = (a.original, a.photo.dimensions());
+    }
+    let col = |f: fn(&Times) -> f64| all.iter().map(f).collect::<Vec<_>>();
+    let rows = vec![
+        stats("decode", col(|t| t.decode_ms)),
+        stats("quality gate", col(|t| t.quality_ms)),
+        stats("preprocess", col(|t| t.preprocess_ms)),
+        stats("inference", col(|t| t.inference_ms)),
+        stats("post-process", col(|t| t.postprocess_ms)),
+        stats("encode mask+overlay", col(|t| t.encode_ms)),
+        stats("store (fsync)", col(|t| t.store_ms)),
+        stats("whole exam", col(Times::total_ms)),
+    ];
+    Ok(Report {
+        image: image.display().to_string(),
+        width: dims.0.0,
+        height: dims.0.1,
+        decoded_width: dims.1.0,
+        decoded_height: dims.1.1,
+        runs,
+        threads,
+        rows,
+        full_decode_ms: stats("", full).median_ms,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// The report as a Markdown table.
+pub fn table(r: &Report) -> String {
+    let mut s = format!(
+        "{} ({}x{}, decoded at {}x{}), {} runs, {} thread(s)\n\n| stage | median ms | min ms |\n|---|---:|---:|\n",
+        r.image, r.width, r.height, r.decoded_width, r.decoded_height, r.runs, r.threads
+    );
+    for row in &r.rows {
+        s += &format!("| {} | {:.1} | {:.1} |\n", row.stage, row.median_ms, row.min_ms);
+    }
+    s += &format!("\nfor comparison, decoding at full size: {:.1} ms\n", r.full_decode_ms);
+    match r.peak_rss_mib {
+        Some(m) => s += &format!("peak RSS: {m:.1} MiB\n"),
+        None => s += "peak RSS: not available on this system\n",
+    }
+    s
+}

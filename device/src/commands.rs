@@ -1,0 +1,390 @@
+//! The commands behind the binary; each returns its exit code or a [`Failure`] carrying one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use embedded_hal::digital::{InputPin, OutputPin};
+
+use crate::board::{Button, Leds, NoPin};
+use crate::cli::{
+    BenchArgs, ConfigArgs, ExportArgs, ExportFormat, InstallArgs, RootArgs, SegmentArgs, StatusArgs,
+};
+use crate::clock::SystemClock;
+use crate::config::{DeviceConfig, GpioBackend};
+use crate::photo::DecodeOptions;
+use crate::service::{Service, ServiceOptions};
+use crate::slots::{SlotError, Slots};
+use crate::store::{Outcome, Store, read_index};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_NO_MODEL: u8 = 3;
+pub const EXIT_STORE: u8 = 4;
+pub const EXIT_HARDWARE: u8 = 5;
+
+/// An error with the exit code it ends the process with.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: u8, e: impl std::fmt::Display) -> Self {
+        Self { code, message: e.to_string() }
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn config(path: &Path) -> Result<DeviceConfig> {
+    DeviceConfig::load(path).map_err(|e| Failure::new(EXIT_CONFIG, e))
+}
+
+fn config_with_root(args: &RootArgs) -> Result<DeviceConfig> {
+    let mut cfg = config(&args.config)?;
+    if let Some(r) = &args.root {
+        cfg.root = r.clone();
+    }
+    Ok(cfg)
+}
+
+fn verification(cfg: &DeviceConfig, path: &Path) -> Result<papilla_shared::bundle::Verification> {
+    if cfg.trust.keys.is_empty() && !cfg.trust.allow_unsigned {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "{}: trust.keys is empty: add the public key that signs your models (KEY.pub from `papilla keygen`), or set trust.allow_unsigned = true",
+                path.display()
+            ),
+        ));
+    }
+    cfg.verification().map_err(|e| Failure::new(EXIT_CONFIG, format!("{}: {e}", path.display())))
+}
+
+fn slot_failure(e: SlotError) -> Failure {
+    let code = if matches!(e, SlotError::NoModel { .. }) { EXIT_NO_MODEL } else { EXIT_FAILED };
+    Failure::new(code, e)
+}
+
+fn decode_options(cfg: &DeviceConfig) -> DecodeOptions {
+    DecodeOptions { min_side: cfg.storage.decode_min_side, max_pixels: cfg.storage.max_pixels }
+}
+
+/// `segment`: exit 0 when every photograph was segmented, 1 when any failed (the rest still run).
+pub fn segment(args: &SegmentArgs) -> Result<u8> {
+    use crate::segment;
+    let bundle = segment::resolve_bundle(args.bundle.as_deref(), Some(&args.root))
+        .map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
+    let engine =
+        segment::load(&bundle, args.threads).map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
+    let decode = DecodeOptions { min_side: args.decode_min_side, ..Default::default() };
+    let mut failed = 0;
+    for image in &args.images {
+        match segment::exam(&engine, image, &args.out, args.refer_vcdr, &decode) {
+            Ok(r) if args.json => {
+                println!("{}", serde_json::to_string(&r).expect("a record serialises"))
+            }
+            Ok(r) => println!(
+                "{}: vCDR {:.3}, disc {} px, cup {} px, {}{} -> {}, {}",
+                image.display(),
+                r.vcdr,
+                r.disc_area_px,
+                r.cup_area_px,
+                if r.refer { "REFER" } else { "no referral" },
+                if r.disc_found { "" } else { " (no optic disc found)" },
+                r.mask.display(),
+                r.overlay.display()
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("papilla-device: error: {e}");
+            }
+        }
+    }
+    Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// `run`: the service until SIGTERM/SIGINT.
+pub fn run(args: &ConfigArgs) -> Result<u8> {
+    let cfg = config(&args.config)?;
+    let verification = verification(&cfg, &args.config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| Failure::new(EXIT_HARDWARE, e))?;
+    }
+    let mut store = Store::open(&cfg.root, cfg.storage.min_free_mb << 20)
+        .map_err(|e| Failure::new(EXIT_STORE, e))?;
+    let active = Slots::new(&cfg.root).open(&verification, cfg.threads).map_err(slot_failure)?;
+    tracing::info!(slot = ?active.slot, path = %active.path.display(), agreement = active.selftest_agreement, "model loaded, self-test passed");
+    let mut source =
+        crate::camera::open(&cfg.camera).map_err(|e| Failure::new(EXIT_HARDWARE, e))?;
+    let options = ServiceOptions {
+        decode: decode_options(&cfg),
+        quality: cfg.quality.clone(),
+        refer_vcdr: cfg.refer_vcdr,
+        poll: Duration::from_millis(cfg.camera.poll_ms.clamp(5, 1000).min(20)),
+    };
+    let hw = |e: String| Failure::new(EXIT_HARDWARE, e);
+    let summary = match cfg.gpio.backend {
+        GpioBackend::None => serve::<NoPin, NoPin>(
+            &active.engine,
+            &mut store,
+            source.as_mut(),
+            None,
+            Leds::new([NoPin; 4], false),
+            stop,
+            options,
+        ),
+        #[cfg(feature = "rpi")]
+        GpioBackend::Rpi => {
+            let (b, l) = crate::board::rpi::open(&cfg.gpio).map_err(hw)?;
+            serve(&active.engine, &mut store, source.as_mut(), Some(b), l, stop, options)
+        }
+        #[cfg(feature = "cdev")]
+        GpioBackend::Cdev => {
+            let (b, l) = crate::board::cdev::open(&cfg.gpio).map_err(hw)?;
+            serve(&active.engine, &mut store, source.as_mut(), Some(b), l, stop, options)
+        }
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(hw(format!(
+                "gpio.backend {other:?} is not in this build: rebuild with `--features {}`",
+                format!("{other:?}").to_lowercase()
+            )));
+        }
+    };
+    Ok(if summary.failed > 0 { EXIT_FAILED } else { EXIT_OK })
+}
+
+fn serve<I: InputPin, O: OutputPin>(
+    engine: &papilla_shared::runtime::Engine,
+    store: &mut Store,
+    source: &mut dyn crate::camera::FrameSource,
+    button: Option<Button<I>>,
+    leds: Leds<O>,
+    stop: Arc<AtomicBool>,
+    options: ServiceOptions,
+) -> crate::service::RunSummary {
+    let mut service = Service {
+        engine,
+        store,
+        source,
+        button,
+        leds,
+        clock: SystemClock::default(),
+        stop,
+        options,
+    };
+    service.run(|ev| {
+        println!("{}", serde_json::to_string(ev).expect("an event serialises"));
+        let _ = std::io::stdout().flush();
+    })
+}
+
+/// `status`.
+pub fn status(args: &StatusArgs) -> Result<u8> {
+    let cfg = config(&args.config.config)?;
+    let verification = verification(&cfg, &args.config.config)?;
+    let slots = Slots::new(&cfg.root);
+    let current = slots.current();
+    let model = current.map(|slot| {
+        let path = slots.path(slot);
+        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
+            Slots::check(&b, &path, &verification, cfg.threads).map_err(|e| e.to_string())
+        }) {
+            Ok((engine, agreement, signer)) => serde_json::json!({
+                "slot": slot, "name": engine.manifest().name, "version": engine.manifest().version,
+                "selftest_agreement": agreement, "signer": signer, "ok": true,
+            }),
+            Err(e) => serde_json::json!({ "slot": slot, "ok": false, "error": e }),
+        }
+    });
+    let entries = read_index(&cfg.root).map_err(|e| Failure::new(EXIT_STORE, e))?;
+    let count = |f: fn(&Outcome) -> bool| entries.iter().filter(|e| f(&e.outcome)).count();
+    let free_mb = fs4::available_space(&cfg.root).ok().map(|b| b >> 20);
+    let last = entries.iter().rev().find(|e| e.outcome == Outcome::Completed);
+    let s = serde_json::json!({
+        "root": cfg.root,
+        "model": model,
+        "exams": {
+            "completed": count(|o| *o == Outcome::Completed),
+            "refused": count(|o| matches!(o, Outcome::Refused(_))),
+            "failed": count(|o| matches!(o, Outcome::Failed(_))),
+            "last_completed": last.map(|e| crate::exam::iso8601(e.unix_ms)),
+        },
+        "free_mb": free_mb,
+    });
+    if args.json {
+        println!("{s}");
+    } else {
+        match &model {
+            Some(m) if m["ok"] == true => println!(
+                "model: {} {} (slot {}), self-test {:.4}, {}",
+                m["name"].as_str().unwrap_or(""),
+                m["version"].as_str().unwrap_or(""),
+                m["slot"].as_str().unwrap_or(""),
+                m["selftest_agreement"].as_f64().unwrap_or(0.0),
+                m["signer"].as_str().map_or("unsigned".to_owned(), |k| format!("signed by {k}"))
+            ),
+            Some(m) => println!(
+                "model: slot {} UNUSABLE: {}",
+                m["slot"].as_str().unwrap_or(""),
+                m["error"].as_str().unwrap_or("")
+            ),
+            None => println!("model: none installed"),
+        }
+        println!(
+            "exams: {} completed, {} refused, {} failed; last {}",
+            s["exams"]["completed"],
+            s["exams"]["refused"],
+            s["exams"]["failed"],
+            s["exams"]["last_completed"].as_str().unwrap_or("never")
+        );
+        println!(
+            "free: {} MB at {}",
+            free_mb.map_or("?".into(), |m| m.to_string()),
+            cfg.root.display()
+        );
+    }
+    Ok(match &model {
+        Some(m) if m["ok"] == true => EXIT_OK,
+        Some(_) => EXIT_FAILED,
+        None => EXIT_NO_MODEL,
+    })
+}
+
+/// `selftest`: the current slot's model only (no fallback).
+pub fn selftest(args: &ConfigArgs) -> Result<u8> {
+    let cfg = config(&args.config)?;
+    let verification = verification(&cfg, &args.config)?;
+    let slots = Slots::new(&cfg.root);
+    let slot = slots.current().ok_or_else(|| {
+        Failure::new(EXIT_NO_MODEL, format!("no model installed in {}", cfg.root.display()))
+    })?;
+    let path = slots.path(slot);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("{}: {e}", path.display())))?;
+    let (_, agreement, _) =
+        Slots::check(&bytes, &path, &verification, cfg.threads).map_err(slot_failure)?;
+    println!("self-test passed: {agreement:.4} of pixels agree ({})", path.display());
+    Ok(EXIT_OK)
+}
+
+/// `install-model`.
+pub fn install(args: &InstallArgs) -> Result<u8> {
+    let cfg = config_with_root(&args.root)?;
+    let verification = verification(&cfg, &args.root.config)?;
+    let slot = Slots::new(&cfg.root)
+        .install(&args.file, &verification, cfg.threads)
+        .map_err(slot_failure)?;
+    println!(
+        "installed {} into slot {slot:?}; the previous model stays for `rollback`",
+        args.file.display()
+    );
+    Ok(EXIT_OK)
+}
+
+/// `rollback`.
+pub fn rollback(args: &RootArgs) -> Result<u8> {
+    let cfg = config_with_root(args)?;
+    let verification = verification(&cfg, &args.config)?;
+    let slot = Slots::new(&cfg.root).rollback(&verification, cfg.threads).map_err(slot_failure)?;
+    println!("now using slot {slot:?}");
+    Ok(EXIT_OK)
+}
+
+/// `export-results`.
+pub fn export(args: &ExportArgs) -> Result<u8> {
+    let cfg = config_with_root(&args.root)?;
+    let since = crate::exam::parse_date(&args.since).map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+    let entries = read_index(&cfg.root).map_err(|e| Failure::new(EXIT_STORE, e))?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(
+            std::fs::File::create(p)
+                .map_err(|e| Failure::new(EXIT_FAILED, format!("{}: {e}", p.display())))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let io = |e: std::io::Error| Failure::new(EXIT_FAILED, e);
+    let rows = entries.iter().filter(|e| e.unix_ms >= since);
+    match args.format {
+        ExportFormat::Jsonl => {
+            for e in rows {
+                let mut v = serde_json::to_value(e).expect("an entry serialises");
+                v["time"] = crate::exam::iso8601(e.unix_ms).into();
+                writeln!(out, "{v}").map_err(io)?;
+            }
+        }
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            let csv_err = |e: csv::Error| Failure::new(EXIT_FAILED, e);
+            w.write_record([
+                "id",
+                "time",
+                "source",
+                "outcome",
+                "reason",
+                "vcdr",
+                "disc_area_px",
+                "cup_area_px",
+                "refer",
+                "model",
+            ])
+            .map_err(csv_err)?;
+            for e in rows {
+                let (outcome, reason) = match &e.outcome {
+                    Outcome::Completed => ("completed", ""),
+                    Outcome::Refused(r) => ("refused", r.as_str()),
+                    Outcome::Failed(r) => ("failed", r.as_str()),
+                };
+                let vcdr = if e.outcome == Outcome::Completed {
+                    format!("{:.4}", e.vcdr)
+                } else {
+                    String::new()
+                };
+                w.write_record([
+                    e.id.to_string(),
+                    crate::exam::iso8601(e.unix_ms),
+                    e.source.clone(),
+                    outcome.into(),
+                    reason.into(),
+                    vcdr,
+                    e.disc_area_px.to_string(),
+                    e.cup_area_px.to_string(),
+                    e.refer.to_string(),
+                    e.model.clone(),
+                ])
+                .map_err(csv_err)?;
+            }
+            w.flush().map_err(io)?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `bench`.
+pub fn bench(args: &BenchArgs) -> Result<u8> {
+    let bundle = crate::segment::resolve_bundle(args.bundle.as_deref(), None)
+        .map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
+    let engine =
+        crate::segment::load(&bundle, args.threads).map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
+    let scratch: PathBuf =
+        std::env::temp_dir().join(format!("papilla-bench-{}", std::process::id()));
+    let opts = DecodeOptions { min_side: args.decode_min_side, ..Default::default() };
+    let r =
+        crate::bench::run(&engine, &args.image, args.runs.max(1), args.threads, &opts, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let r = r.map_err(|e| Failure::new(EXIT_FAILED, e))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r).expect("a report serialises"));
+    } else {
+        print!("{}", crate::bench::table(&r));
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,313 @@
+//! One exam, the same for `segment`, the service and `bench`: decode (scaled down when large)
+//! -> quality measures -> the shared runtime (locator, crop, segmenter, post-processing) ->
+//! mask back at the photograph's original size -> files to store.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use image::{ImageFormat, RgbImage};
+use papilla_shared::labels::LabelMap;
+use papilla_shared::metrics::{Measurements, measure};
+use papilla_shared::runtime::{Engine, RuntimeError};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::camera::Frame;
+use crate::photo::{DecodeOptions, PhotoError, decode};
+use crate::quality::Quality;
+
+#[derive(Debug, Error)]
+pub enum ExamError {
+    #[error("{}: {source}", name.display())]
+    Photo {
+        name: std::path::PathBuf,
+        #[source]
+        source: PhotoError,
+    },
+    #[error("{}: {source}", name.display())]
+    Model {
+        name: std::path::PathBuf,
+        #[source]
+        source: RuntimeError,
+    },
+}
+
+/// Milliseconds spent in each stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Times {
+    pub decode_ms: f64,
+    pub quality_ms: f64,
+    pub preprocess_ms: f64,
+    pub inference_ms: f64,
+    pub postprocess_ms: f64,
+    pub encode_ms: f64,
+    pub store_ms: f64,
+}
+
+impl Times {
+    pub fn total_ms(&self) -> f64 {
+        self.decode_ms
+            + self.quality_ms
+            + self.preprocess_ms
+            + self.inference_ms
+            + self.postprocess_ms
+            + self.encode_ms
+            + self.store_ms
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// What the model found in one photograph.
+#[derive(Debug)]
+pub struct Analysis {
+    /// The decoded photograph (scaled down when the JPEG was large).
+    pub photo: RgbImage,
+    /// The original size in pixels.
+    pub original: (u32, u32),
+    /// The cleaned mask at the decoded size (for the overlay).
+    pub mask_decoded: LabelMap,
+    /// The cleaned mask at the original size (stored, and measured).
+    pub mask: LabelMap,
+    pub measurements: Measurements,
+    pub disc_found: bool,
+    pub quality: Quality,
+    pub times: Times,
+}
+
+/// A decoded frame: pixels (scaled down when the JPEG was large) and the original size.
+#[derive(Debug)]
+pub struct Decoded {
+    pub photo: RgbImage,
+    pub original: (u32, u32),
+    pub times: Times,
+}
+
+/// Decodes one frame.
+pub fn decode_frame(frame: &Frame, decode_opts: &DecodeOptions) -> Result<Decoded, ExamError> {
+    let mut times = Times::default();
+    let t = Instant::now();
+    let (photo, original) = match frame {
+        Frame::File { name, bytes } => {
+            let p = decode(bytes, name, decode_opts)
+                .map_err(|source| ExamError::Photo { name: name.clone(), source })?;
+            (p.image, p.original)
+        }
+        Frame::Pixels { image, .. } => (image.clone(), image.dimensions()),
+    };
+    times.decode_ms = ms(t.elapsed());
+    Ok(Decoded { photo, original, times })
+}
+
+/// Measures the quality of a decoded frame.
+pub fn measure_quality(d: &mut Decoded) -> Quality {
+    let t = Instant::now();
+    let q = Quality::measure(&d.photo);
+    d.times.quality_ms = ms(t.elapsed());
+    q
+}
+
+/// Segments a decoded frame; the mask comes back at the original size.
+pub fn segment_decoded(
+    engine: &Engine,
+    d: Decoded,
+    quality: Quality,
+    name: &Path,
+) -> Result<Analysis, ExamError> {
+    let Decoded { photo, original, mut times } = d;
+    let seg = engine
+        .segment(&photo)
+        .map_err(|source| ExamError::Model { name: name.to_owned(), source })?;
+    times.preprocess_ms = ms(seg.times.preprocess);
+    times.inference_ms = ms(seg.times.inference);
+    let t = Instant::now();
+    let (mask, measurements) = if photo.dimensions() == original {
+        (seg.mask.clone(), seg.measurements)
+    } else {
+        let full = seg.mask.resize_nearest(original.0, original.1);
+        let m = measure(&full);
+        (full, m)
+    };
+    times.postprocess_ms = ms(seg.times.postprocess) + ms(t.elapsed());
+    Ok(Analysis {
+        photo,
+        original,
+        mask_decoded: seg.mask,
+        mask,
+        measurements,
+        disc_found: seg.disc_found,
+        quality,
+        times,
+    })
+}
+
+/// Decodes, measures and segments one frame (no gate: `segment` and `bench`).
+pub fn analyse(
+    engine: &Engine,
+    frame: &Frame,
+    decode_opts: &DecodeOptions,
+) -> Result<Analysis, ExamError> {
+    let mut d = decode_frame(frame, decode_opts)?;
+    let q = measure_quality(&mut d);
+    segment_decoded(engine, d, q, frame.name())
+}
+
+/// Encodes an image into memory.
+pub fn encode(img: image::DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encoding to memory cannot fail");
+    out.into_inner()
+}
+
+/// The mask (8-bit BMP, 0/128/255, original size) and the overlay (PNG, decoded size).
+pub fn render(a: &mut Analysis) -> (Vec<u8>, Vec<u8>) {
+    let t = Instant::now();
+    let mask = encode(a.mask.to_grey().into(), ImageFormat::Bmp);
+    let drawn = papilla_shared::overlay::overlay(&a.photo, &a.mask_decoded, None, 0);
+    let overlay = encode(drawn.into(), ImageFormat::Png);
+    a.times.encode_ms = ms(t.elapsed());
+    (mask, overlay)
+}
+
+/// The record of a stored exam (`record.json` in its folder).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExamRecord {
+    pub id: u64,
+    /// UTC, ISO 8601.
+    pub time: String,
+    pub unix_ms: i64,
+    /// The photograph's name as captured.
+    pub source: String,
+    /// The photograph's file in the exam folder.
+    pub photo: String,
+    pub width: u32,
+    pub height: u32,
+    pub decoded_width: u32,
+    pub decoded_height: u32,
+    pub disc_found: bool,
+    pub vcdr: f64,
+    pub disc_area_px: u64,
+    pub cup_area_px: u64,
+    pub measurements: Measurements,
+    pub refer: bool,
+    pub refer_vcdr: f64,
+    pub quality: Quality,
+    pub model: String,
+    pub times: Times,
+}
+
+impl ExamRecord {
+    pub fn index_entry(&self) -> crate::store::IndexEntry {
+        crate::store::IndexEntry {
+            id: self.id,
+            unix_ms: self.unix_ms,
+            source: self.source.clone(),
+            outcome: crate::store::Outcome::Completed,
+            vcdr: self.vcdr,
+            disc_area_px: self.disc_area_px,
+            cup_area_px: self.cup_area_px,
+            refer: self.refer,
+            model: self.model.clone(),
+        }
+    }
+}
+
+/// The file name of `path` as text.
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's civil-from-days.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `2026-11-27T17:45:03.120Z`.
+pub fn iso8601(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        unix_ms.rem_euclid(1000)
+    )
+}
+
+/// Parses `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ` into Unix milliseconds.
+pub fn parse_date(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a date like 2026-11-27 or 2026-11-27T08:00:00Z");
+    let (date, time) = match text.split_once('T') {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (text, None),
+    };
+    let p: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = p.as_slice() else { return Err(bad()) };
+    let (y, m, d): (i64, u32, u32) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
+        return Err(bad());
+    }
+    let mut secs = days_from_civil(y, m, d) * 86_400;
+    if let Some(t) = time {
+        let q: Vec<u32> =
+            t.split(':').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+        let [h, mi, s] = q.as_slice() else { return Err(bad()) };
+        if *h > 23 || *mi > 59 || *s > 60 {
+            return Err(bad());
+        }
+        secs += i64::from(h * 3600 + mi * 60 + s);
+    }
+    Ok(secs * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip_and_bad_ones_are_refused() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        // 2026-11-27T17:45:03.120Z, computed with `date -u -d @1795801503`.
+        assert_eq!(iso8601(1_795_801_503_120), "2026-11-27T17:45:03.120Z");
+        assert_eq!(parse_date("2026-11-27T17:45:03Z").unwrap(), 1_795_801_503_000);
+        assert_eq!(parse_date("2024-02-29").unwrap() / 1000 % 86_400, 0);
+        assert_eq!(iso8601(parse_date("2024-02-29").unwrap()), "2024-02-29T00:00:00.000Z");
+        for bad in ["2026-13-01", "27/11/2026", "2026-11", "2026-11-27T25:00:00Z", "1900-01-01", ""]
+        {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
+}

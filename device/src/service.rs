@@ -1,0 +1,268 @@
+//! The service loop: wait for the trigger (or a new file) -> capture -> exam -> quality gate
+//! -> store -> lights. A refused or failed exam is recorded with its reason, lights the error
+//! LED and the loop goes on. A stop request (SIGTERM, SIGINT) is honoured between exams: the
+//! exam in flight is finished and stored (storing is atomic, so a kill instead rolls it back),
+//! then the lights go off.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use embedded_hal::digital::{InputPin, OutputPin};
+use papilla_shared::runtime::Engine;
+use serde::Serialize;
+
+use crate::board::{Button, Led, Leds};
+use crate::camera::{Frame, FrameSource};
+use crate::clock::Clock;
+use crate::config::QualityConfig;
+pub use crate::exam::ExamRecord;
+use crate::exam::{
+    decode_frame, encode, file_name, iso8601, measure_quality, now_unix_ms, render, segment_decoded,
+};
+use crate::photo::DecodeOptions;
+use crate::store::{ExamFile, IndexEntry, Outcome, Store};
+
+/// Settings of the loop, from the config.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    pub decode: DecodeOptions,
+    pub quality: QualityConfig,
+    pub refer_vcdr: f64,
+    /// How often the button or folder is polled.
+    pub poll: Duration,
+}
+
+/// What one exam ended as; printed as one JSON line on stdout by `run`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExamEvent {
+    pub id: u64,
+    pub source: String,
+    pub outcome: Outcome,
+    pub vcdr: Option<f64>,
+    pub refer: bool,
+    pub total_ms: f64,
+}
+
+/// Counts of a finished run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    pub completed: usize,
+    pub refused: usize,
+    pub failed: usize,
+}
+
+/// The loop's parts. Generic over the pins and the clock, so tests drive it with mocks.
+#[derive(Debug)]
+pub struct Service<'a, S: ?Sized, I, O, C> {
+    pub engine: &'a Engine,
+    pub store: &'a mut Store,
+    pub source: &'a mut S,
+    pub button: Option<Button<I>>,
+    pub leds: Leds<O>,
+    pub clock: C,
+    pub stop: Arc<AtomicBool>,
+    pub options: ServiceOptions,
+}
+
+impl<S, I, O, C> Service<'_, S, I, O, C>
+where
+    S: FrameSource + ?Sized,
+    I: InputPin,
+    O: OutputPin,
+    C: Clock,
+{
+    /// Runs until a stop request or until the source is exhausted; `on_exam` sees each exam.
+    pub fn run(&mut self, mut on_exam: impl FnMut(&ExamEvent)) -> RunSummary {
+        let mut summary = RunSummary::default();
+        self.leds.show(&[Led::Ready]);
+        tracing::info!(model = %model_name(self.engine), "ready");
+        while !self.stop.load(Ordering::SeqCst) {
+            let frame = if self.source.on_trigger() {
+                if self.source.exhausted() {
+                    break;
+                }
+                match self.button.as_mut() {
+                    Some(b) => match b.poll(self.clock.now()) {
+                        Ok(true) => self.capture(),
+                        Ok(false) => {
+                            self.clock.sleep(self.options.poll);
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = ?embedded_hal::digital::Error::kind(&e), "trigger pin failed");
+                            self.clock.sleep(self.options.poll);
+                            continue;
+                        }
+                    },
+                    // No button wired: a triggered source fires back to back (replays).
+                    None => self.capture(),
+                }
+            } else {
+                match self.source.next_frame() {
+                    Ok(Some(f)) => Ok(f),
+                    Ok(None) => {
+                        self.clock.sleep(self.options.poll);
+                        continue;
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            self.leds.show(&[Led::Busy]);
+            let event = match frame {
+                Ok(frame) => {
+                    let ev = self.exam(&frame);
+                    self.source.done(frame.name());
+                    ev
+                }
+                Err(e) => self.record_failure(
+                    String::from("capture"),
+                    Outcome::Failed(format!("capture failed: {e}")),
+                ),
+            };
+            match &event.outcome {
+                Outcome::Completed => summary.completed += 1,
+                Outcome::Refused(_) => summary.refused += 1,
+                Outcome::Failed(_) => summary.failed += 1,
+            }
+            let mut on = vec![Led::Ready];
+            if event.refer {
+                on.push(Led::Refer);
+            }
+            if event.outcome != Outcome::Completed {
+                on.push(Led::Error);
+            }
+            self.leds.show(&on);
+            on_exam(&event);
+        }
+        self.leds.all_off();
+        tracing::info!(?summary, "stopped");
+        summary
+    }
+
+    fn capture(&mut self) -> Result<Frame, String> {
+        match self.source.next_frame() {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => Err("the camera gave no frame".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A refused or failed exam: logged, noted in the index (if the disk allows).
+    fn record_failure(&mut self, source: String, outcome: Outcome) -> ExamEvent {
+        let id = self.store.next_id();
+        match &outcome {
+            Outcome::Refused(r) => tracing::warn!(id, source, reason = %r, "exam refused"),
+            Outcome::Failed(r) => tracing::error!(id, source, error = %r, "exam failed"),
+            Outcome::Completed => {}
+        }
+        let entry = IndexEntry {
+            id,
+            unix_ms: now_unix_ms(),
+            source: source.clone(),
+            outcome: outcome.clone(),
+            vcdr: f64::NAN,
+            disc_area_px: 0,
+            cup_area_px: 0,
+            refer: false,
+            model: model_name(self.engine),
+        };
+        if let Err(e) = self.store.note(&entry) {
+            tracing::error!(error = %e, "cannot record the failed exam");
+        }
+        ExamEvent { id, source, outcome, vcdr: None, refer: false, total_ms: 0.0 }
+    }
+
+    fn exam(&mut self, frame: &Frame) -> ExamEvent {
+        let start = std::time::Instant::now();
+        let source = file_name(frame.name());
+        let mut decoded = match decode_frame(frame, &self.options.decode) {
+            Ok(d) => d,
+            Err(e) => return self.record_failure(source, Outcome::Failed(e.to_string())),
+        };
+        // The gate runs before the model: a lens cap costs milliseconds, not an inference.
+        let quality = measure_quality(&mut decoded);
+        if let Some(reason) = quality.refusal(&self.options.quality) {
+            return self.record_failure(source, Outcome::Refused(reason));
+        }
+        let mut a = match segment_decoded(self.engine, decoded, quality, frame.name()) {
+            Ok(a) => a,
+            Err(e) => return self.record_failure(source, Outcome::Failed(e.to_string())),
+        };
+        if !a.disc_found {
+            return self.record_failure(source, Outcome::Refused("no optic disc found".into()));
+        }
+        let (mask, overlay) = render(&mut a);
+        let (photo_name, photo_bytes) = match frame {
+            Frame::File { name, bytes } => {
+                let ext =
+                    name.extension().and_then(|e| e.to_str()).unwrap_or("jpg").to_ascii_lowercase();
+                (format!("photo.{ext}"), std::borrow::Cow::Borrowed(bytes.as_slice()))
+            }
+            Frame::Pixels { image, .. } => (
+                "photo.png".to_owned(),
+                std::borrow::Cow::Owned(encode(image.clone().into(), image::ImageFormat::Png)),
+            ),
+        };
+        let m = a.measurements;
+        let unix_ms = now_unix_ms();
+        let mut record = ExamRecord {
+            id: self.store.next_id(),
+            time: iso8601(unix_ms),
+            unix_ms,
+            source: source.clone(),
+            photo: photo_name.clone(),
+            width: a.original.0,
+            height: a.original.1,
+            decoded_width: a.photo.width(),
+            decoded_height: a.photo.height(),
+            disc_found: a.disc_found,
+            vcdr: m.vcdr,
+            disc_area_px: m.disc_area,
+            cup_area_px: m.cup_area,
+            measurements: m,
+            refer: m.vcdr >= self.options.refer_vcdr,
+            refer_vcdr: self.options.refer_vcdr,
+            quality: a.quality,
+            model: model_name(self.engine),
+            times: a.times,
+        };
+        let t = std::time::Instant::now();
+        // The record's own store time is unknown until stored: it holds everything before.
+        let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
+        let files = [
+            ExamFile { name: &photo_name, bytes: &photo_bytes },
+            ExamFile { name: "mask.bmp", bytes: &mask },
+            ExamFile { name: "overlay.png", bytes: &overlay },
+            ExamFile { name: "record.json", bytes: &json },
+        ];
+        match self.store.commit(&record.index_entry(), &files) {
+            Ok(dir) => {
+                record.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
+                tracing::info!(
+                    id = record.id,
+                    source,
+                    vcdr = format!("{:.3}", record.vcdr),
+                    refer = record.refer,
+                    dir = %dir.display(),
+                    ms = format!("{:.0}", start.elapsed().as_secs_f64() * 1e3),
+                    "exam stored"
+                );
+                ExamEvent {
+                    id: record.id,
+                    source,
+                    outcome: Outcome::Completed,
+                    vcdr: Some(record.vcdr),
+                    refer: record.refer,
+                    total_ms: start.elapsed().as_secs_f64() * 1e3,
+                }
+            }
+            Err(e) => self.record_failure(source, Outcome::Failed(format!("not stored: {e}"))),
+        }
+    }
+}
+
+fn model_name(engine: &Engine) -> String {
+    let m = engine.manifest();
+    format!("{} {}", m.name, m.version)
+}

@@ -1,0 +1,86 @@
+//! The binary's commands and exit codes.
+
+use std::process::Command;
+
+use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_papilla-device");
+
+#[test]
+fn config_errors_exit_2_and_name_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("device.toml");
+    std::fs::write(&cfg, "[camera]\nsorce = \"folder\"\n").unwrap();
+    let out = Command::new(BIN).args(["status", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("device.toml") && err.contains("sorce"), "{err}");
+    // No trusted key and unsigned not allowed: a config error that says what to do.
+    std::fs::write(&cfg, format!("root = {:?}\n", tmp.path().display().to_string())).unwrap();
+    let out = Command::new(BIN)
+        .args(["install-model", "x.papilla", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trust.keys is empty"));
+}
+
+#[test]
+fn status_install_export_and_selftest_work_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, cam) = (tmp.path().join("root"), tmp.path().join("cam"));
+    std::fs::create_dir_all(&cam).unwrap();
+    std::fs::write(cam.join("a.jpg"), synthetic_jpeg(3, 400, 400)).unwrap();
+    std::fs::write(cam.join("b.jpg"), b"").unwrap();
+    let cfg = tmp.path().join("device.toml");
+    std::fs::write(&cfg, config(&root, &cam, "")).unwrap();
+    let run =
+        |args: &[&str]| Command::new(BIN).args(args).arg("--config").arg(&cfg).output().unwrap();
+    // Nothing installed yet.
+    assert_eq!(run(&["status"]).status.code(), Some(3));
+    assert_eq!(run(&["run"]).status.code(), Some(3));
+    let out = Command::new(BIN)
+        .arg("install-model")
+        .arg(shipped())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run(&["selftest"]).status.success());
+    // The replay: one good exam, one empty file (exit 1: an exam failed).
+    let out = run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv_out = run(&["export-results", "--since", "2000-01-01"]);
+    assert!(csv_out.status.success());
+    let text = String::from_utf8_lossy(&csv_out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id,time,source,outcome,reason,vcdr,disc_area_px,cup_area_px,refer,model");
+    assert!(
+        lines[1].starts_with("1,") && lines[1].contains(",a.jpg,completed,,0."),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains(",b.jpg,failed,") && lines[2].contains("b.jpg: empty file,"),
+        "{}",
+        lines[2]
+    );
+    // Nothing is newer than tomorrow.
+    let later = run(&["export-results", "--since", "9999-01-01"]);
+    assert_eq!(String::from_utf8_lossy(&later.stdout).lines().count(), 1, "header only");
+    let bad = run(&["export-results", "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let jl = run(&["export-results", "--since", "2000-01-01", "--format", "jsonl"]);
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&jl.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["outcome"], "Completed");
+    let status = run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (v["exams"]["completed"].as_u64(), v["exams"]["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+}

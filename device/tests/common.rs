@@ -1,0 +1,47 @@
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageFormat};
+use papilla_shared::bundle::{Bundle, SigningKey, Verification};
+use papilla_shared::synth::{SynthParams, generate};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn shipped() -> PathBuf {
+    repo().join(papilla_device::segment::SHIPPED_MODEL)
+}
+
+pub fn shipped_bytes() -> Vec<u8> {
+    std::fs::read(shipped()).expect("the shipped model is in the repository")
+}
+
+/// The shipped bundle re-signed with a test key.
+pub fn signed(key: &SigningKey) -> Vec<u8> {
+    let loaded = Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap();
+    loaded.bundle.to_bytes(Some(key)).unwrap()
+}
+
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub fn encode(img: DynamicImage, f: ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, f).unwrap();
+    out.into_inner()
+}
+
+/// A synthetic fundus photograph as JPEG bytes.
+pub fn synthetic_jpeg(seed: u64, w: u32, h: u32) -> Vec<u8> {
+    encode(generate(&SynthParams::random(w, h, seed)).image.into(), ImageFormat::Jpeg)
+}
+
+/// A device config for tests (TOML).
+pub fn config(root: &Path, camera: &Path, extra: &str) -> String {
+    format!(
+        "root = {root:?}\nthreads = 1\nrefer_vcdr = 0.6\n\n[trust]\nallow_unsigned = true\n\n[camera]\nsource = \"replay\"\nfolder = {camera:?}\n\n[storage]\nmin_free_mb = 1\n{extra}",
+        root = root.display().to_string(),
+        camera = camera.display().to_string(),
+    )
+}

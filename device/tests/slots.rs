@@ -1,0 +1,109 @@
+//! Model slots: install, roll back, fall back; tampered, truncated, unsigned and untrusted
+//! bundles refused.
+
+use papilla_device::slots::{Slot, SlotError, Slots};
+use papilla_shared::bundle::Verification;
+
+use crate::common::*;
+
+fn trusting(seed: u8) -> Verification {
+    Verification::signed_by(vec![key(seed).verifying_key()])
+}
+
+#[test]
+fn install_keeps_the_previous_model_and_rollback_returns_to_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (v1, v2) = (tmp.path().join("v1.papilla"), tmp.path().join("v2.papilla"));
+    std::fs::write(&v1, signed(&key(1))).unwrap();
+    let mut second = papilla_shared::bundle::Bundle::from_bytes(
+        &shipped_bytes(),
+        &Verification::integrity_only(),
+    )
+    .unwrap()
+    .bundle;
+    let mut m = second.manifest().clone();
+    m.version = "9.9.9".into();
+    second =
+        papilla_shared::bundle::Bundle::new(m, second.stages().map(|(_, g)| g.to_vec()).collect())
+            .unwrap();
+    std::fs::write(&v2, second.to_bytes(Some(&key(1))).unwrap()).unwrap();
+    let slots = Slots::new(tmp.path());
+    assert_eq!(slots.current(), None);
+    assert_eq!(slots.install(&v1, &trusting(1), 1).unwrap(), Slot::A);
+    assert_eq!(slots.install(&v2, &trusting(1), 1).unwrap(), Slot::B);
+    let active = slots.open(&trusting(1), 1).unwrap();
+    assert_eq!((active.slot, active.engine.manifest().version.as_str()), (Slot::B, "9.9.9"));
+    assert!(active.selftest_agreement >= 0.99);
+    assert_eq!(
+        active.signer.as_deref(),
+        Some(papilla_shared::bundle::hex(key(1).verifying_key().as_bytes()).as_str())
+    );
+    assert_eq!(slots.rollback(&trusting(1), 1).unwrap(), Slot::A);
+    let active = slots.open(&trusting(1), 1).unwrap();
+    assert_ne!(active.engine.manifest().version, "9.9.9");
+    // The next install goes into the slot not in use (B), keeping A.
+    assert_eq!(slots.install(&v2, &trusting(1), 1).unwrap(), Slot::B);
+}
+
+#[test]
+fn bad_bundles_are_refused_and_nothing_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slots = Slots::new(tmp.path());
+    let good = tmp.path().join("good.papilla");
+    std::fs::write(&good, signed(&key(1))).unwrap();
+    slots.install(&good, &trusting(1), 1).unwrap();
+    let before = std::fs::read(slots.path(Slot::A)).unwrap();
+
+    let bytes = signed(&key(1));
+    let mut tampered = bytes.clone();
+    // A byte of the last graph (the trailer is a tag, a key and a signature: 97 bytes).
+    let at = tampered.len() - 97 - 10;
+    tampered[at] ^= 1;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("tampered", tampered, "sha-256"),
+        ("truncated", bytes[..bytes.len() - 50].to_vec(), ""),
+        ("empty", Vec::new(), ""),
+        ("unsigned", shipped_bytes(), "not signed"),
+        ("untrusted", signed(&key(2)), "trust"),
+    ];
+    for (name, b, why) in cases {
+        let p = tmp.path().join(format!("{name}.papilla"));
+        std::fs::write(&p, b).unwrap();
+        let e = slots.install(&p, &trusting(1), 1).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("{name}.papilla")), "{name}: {msg}");
+        assert!(msg.to_lowercase().contains(why), "{name}: {msg}");
+        assert_eq!(slots.current(), Some(Slot::A), "{name}");
+        assert_eq!(std::fs::read(slots.path(Slot::A)).unwrap(), before, "{name}");
+        assert!(!slots.path(Slot::B).exists(), "{name}");
+    }
+    // Unsigned is fine when the config allows it.
+    let unsigned = tmp.path().join("unsigned.papilla");
+    let allow = Verification { trusted: vec![key(1).verifying_key()], allow_unsigned: true };
+    assert_eq!(slots.install(&unsigned, &allow, 1).unwrap(), Slot::B);
+}
+
+#[test]
+fn a_corrupted_current_slot_falls_back_to_the_other_and_no_model_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slots = Slots::new(tmp.path());
+    let e = slots.open(&trusting(1), 1).unwrap_err();
+    assert!(matches!(e, SlotError::NoModel { .. }), "{e}");
+    let good = tmp.path().join("good.papilla");
+    std::fs::write(&good, signed(&key(1))).unwrap();
+    slots.install(&good, &trusting(1), 1).unwrap();
+    slots.install(&good, &trusting(1), 1).unwrap();
+    assert_eq!(slots.current(), Some(Slot::B));
+    // The SD card flips a byte in slot B.
+    let mut b = std::fs::read(slots.path(Slot::B)).unwrap();
+    let at = b.len() / 3;
+    b[at] ^= 0x10;
+    std::fs::write(slots.path(Slot::B), b).unwrap();
+    let active = slots.open(&trusting(1), 1).unwrap();
+    assert_eq!(active.slot, Slot::A);
+    assert_eq!(slots.current(), Some(Slot::A), "the pointer follows the fallback");
+    // Both bad: a clear error that names both.
+    std::fs::write(slots.path(Slot::A), b"junk").unwrap();
+    let e = slots.open(&trusting(1), 1).unwrap_err().to_string();
+    assert!(e.contains("slot a") && e.contains("slot b"), "{e}");
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs papilla-device on a Raspberry Pi (run there as root): the binary, the config, the
+# shipped model into slot A, and the systemd unit.
+#
+#   sudo scripts/install-device.sh BINARY [MODEL.papilla]
+#
+# BINARY is target/aarch64-unknown-linux-gnu/release/papilla-device from scripts/cross-build.sh.
+# MODEL defaults to models/papilla-default.papilla. A config already in /etc/papilla is kept.
+set -euo pipefail
+BIN="${1:?usage: install-device.sh BINARY [MODEL.papilla]}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+MODEL="${2:-$HERE/../models/papilla-default.papilla}"
+[ "$(id -u)" = 0 ] || { echo "install-device.sh: run as root" >&2; exit 2; }
+
+id papilla >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin papilla
+for g in gpio video; do getent group "$g" >/dev/null && usermod -aG "$g" papilla; done
+install -m 0755 "$BIN" /usr/local/bin/papilla-device
+install -d -m 0755 /etc/papilla
+if [ ! -e /etc/papilla/device.toml ]; then
+  install -m 0644 "$HERE/device.toml" /etc/papilla/device.toml
+  echo "installed /etc/papilla/device.toml: add your signing key under [trust] keys"
+fi
+install -d -o papilla -g papilla -m 0750 /var/lib/papilla /srv/camera
+# The first model: the shipped one is unsigned, so it is installed with a one-off config that
+# allows unsigned bundles; later updates go through the trusted keys of /etc/papilla/device.toml.
+tmp="$(mktemp)"; trap 'rm -f "$tmp"' EXIT
+chmod 0644 "$tmp"
+printf 'root = "/var/lib/papilla"\n[trust]\nallow_unsigned = true\n' > "$tmp"
+sudo -u papilla /usr/local/bin/papilla-device install-model "$MODEL" --config "$tmp"
+install -m 0644 "$HERE/papilla-device.service" /etc/systemd/system/papilla-device.service
+systemctl daemon-reload
+systemctl enable --now papilla-device
+systemctl --no-pager status papilla-device || true

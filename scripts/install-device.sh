@@ -5,7 +5,8 @@
 #   sudo scripts/install-device.sh BINARY [MODEL.papilla]
 #
 # BINARY is target/aarch64-unknown-linux-gnu/release/papilla-device from scripts/cross-build.sh.
-# MODEL defaults to models/papilla-default.papilla. A config already in /etc/papilla is kept.
+# MODEL defaults to models/papilla-default.papilla (signed by models/papilla-release.pub). A
+# config already in /etc/papilla is kept.
 set -euo pipefail
 BIN="${1:?usage: install-device.sh BINARY [MODEL.papilla]}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -21,12 +22,9 @@ if [ ! -e /etc/papilla/device.toml ]; then
   echo "installed /etc/papilla/device.toml: add your signing key under [trust] keys"
 fi
 install -d -o papilla -g papilla -m 0750 /var/lib/papilla /srv/camera
-# The first model: the shipped one is unsigned, so it is installed with a one-off config that
-# allows unsigned bundles; later updates go through the trusted keys of /etc/papilla/device.toml.
-tmp="$(mktemp)"; trap 'rm -f "$tmp"' EXIT
-chmod 0644 "$tmp"
-printf 'root = "/var/lib/papilla"\n[trust]\nallow_unsigned = true\n' > "$tmp"
-sudo -u papilla /usr/local/bin/papilla-device install-model "$MODEL" --config "$tmp"
+# The first model goes through the same checks as every update: signature against the trusted
+# keys of /etc/papilla/device.toml (the shipped model is signed by the release key), self-test.
+sudo -u papilla /usr/local/bin/papilla-device install-model "$MODEL" --config /etc/papilla/device.toml
 install -m 0644 "$HERE/papilla-device.service" /etc/systemd/system/papilla-device.service
 systemctl daemon-reload
 systemctl enable --now papilla-device

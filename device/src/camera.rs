@@ -58,8 +58,9 @@ pub trait FrameSource {
     fn exhausted(&self) -> bool {
         false
     }
-    /// Called once an exam from `frame` is stored or refused, so a folder source can move it.
-    fn done(&mut self, _frame: &Path) {}
+    /// Called once an exam from `frame` has ended (`stored` or not), so a folder source can
+    /// move the file out of the way.
+    fn done(&mut self, _frame: &Path, _stored: bool) {}
 }
 
 /// Builds the configured source.
@@ -92,8 +93,8 @@ fn listing(dir: &Path) -> Result<Vec<PathBuf>, CaptureError> {
     Ok(files)
 }
 
-/// Watches a folder: each new file is one exam; afterwards it is moved into `done/` (photos)
-/// or `rejected/` (anything else), so a restart never takes it twice. A file still growing is
+/// Watches a folder: each new file is one exam; afterwards it is moved into `done/` (stored)
+/// or `rejected/` (refused, failed, or not a photograph), so a restart never takes it twice. A file still growing is
 /// left for the next poll.
 #[derive(Debug)]
 pub struct FolderSource {
@@ -147,9 +148,9 @@ impl FrameSource for FolderSource {
         Ok(None)
     }
 
-    fn done(&mut self, frame: &Path) {
+    fn done(&mut self, frame: &Path, stored: bool) {
         if frame.parent() == Some(self.dir.as_path()) {
-            self.move_to(frame, "done");
+            self.move_to(frame, if stored { "done" } else { "rejected" });
         }
     }
 }
@@ -393,8 +394,13 @@ mod tests {
         assert!(dir.path().join("rejected/notes.txt").exists());
         let f = src.next_frame().unwrap().unwrap();
         assert_eq!(f.name(), dir.path().join("b.jpg"));
-        src.done(f.name());
+        src.done(f.name(), true);
         assert!(dir.path().join("done/b.jpg").exists() && !dir.path().join("b.jpg").exists());
+        std::fs::write(dir.path().join("c.jpg"), b"yy").unwrap();
+        assert!(src.next_frame().unwrap().is_none());
+        let f = src.next_frame().unwrap().unwrap();
+        src.done(f.name(), false);
+        assert!(dir.path().join("rejected/c.jpg").exists());
         assert!(!src.on_trigger());
     }
 

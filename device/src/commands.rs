@@ -128,7 +128,13 @@ pub fn run(args: &ConfigArgs) -> Result<u8> {
         decode: decode_options(&cfg),
         quality: cfg.quality.clone(),
         refer_vcdr: cfg.refer_vcdr,
-        poll: Duration::from_millis(cfg.camera.poll_ms.clamp(5, 1000).min(20)),
+        // A button is sampled every 10 ms (debounce needs several samples); a watched folder
+        // every poll_ms, which is also how long a new file must keep its size.
+        poll: if source.on_trigger() {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(cfg.camera.poll_ms.max(5))
+        },
     };
     let hw = |e: String| Failure::new(EXIT_HARDWARE, e);
     let summary = match cfg.gpio.backend {

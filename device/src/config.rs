@@ -339,10 +339,12 @@ mod tests {
         let cfg = parse(include_str!("../../scripts/device.toml")).unwrap();
         assert_eq!(cfg.camera.source, SourceKind::Rpicam);
         assert_eq!(cfg.gpio.backend, GpioBackend::Cdev);
+        assert_eq!(cfg.trust_keys().unwrap().len(), 1, "the release key");
         // Everything else is the documented default.
         let mut d = DeviceConfig::default();
         d.camera.source = SourceKind::Rpicam;
         d.gpio.backend = GpioBackend::Cdev;
+        d.trust.keys = cfg.trust.keys.clone();
         assert_eq!(cfg, d);
     }
 

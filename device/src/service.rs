@@ -112,7 +112,7 @@ where
             let event = match frame {
                 Ok(frame) => {
                     let ev = self.exam(&frame);
-                    self.source.done(frame.name());
+                    self.source.done(frame.name(), ev.outcome == Outcome::Completed);
                     ev
                 }
                 Err(e) => self.record_failure(

@@ -84,3 +84,39 @@ fn status_install_export_and_selftest_work_together() {
         "{v}"
     );
 }
+
+#[test]
+fn sigterm_stops_the_service_cleanly_with_exams_stored() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, cam) = (tmp.path().join("root"), tmp.path().join("watched"));
+    std::fs::create_dir_all(&cam).unwrap();
+    let cfg = tmp.path().join("device.toml");
+    // A watched folder: the service never runs out of work by itself.
+    let text =
+        config(&root, &cam, "").replace("source = \"replay\"", "source = \"folder\"\npoll_ms = 20");
+    std::fs::write(&cfg, text).unwrap();
+    papilla_device::slots::Slots::new(&root)
+        .install(&shipped(), &papilla_shared::bundle::Verification::integrity_only(), 1)
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(cam.join("a.jpg"), synthetic_jpeg(21, 400, 400)).unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["outcome"], "Completed", "{first}");
+    assert!(cam.join("done/a.jpg").exists(), "the watched file moves to done/");
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("stopped"), "{err}");
+    assert_eq!(papilla_device::store::read_index(&root).unwrap().len(), 1);
+}

@@ -22,6 +22,12 @@ pub fn signed(key: &SigningKey) -> Vec<u8> {
     loaded.bundle.to_bytes(Some(key)).unwrap()
 }
 
+/// The shipped bundle without its signature.
+pub fn unsigned_bytes() -> Vec<u8> {
+    let loaded = Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap();
+    loaded.bundle.to_bytes(None).unwrap()
+}
+
 pub fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }

@@ -63,7 +63,7 @@ fn bad_bundles_are_refused_and_nothing_changes() {
         ("tampered", tampered, "sha-256"),
         ("truncated", bytes[..bytes.len() - 50].to_vec(), ""),
         ("empty", Vec::new(), ""),
-        ("unsigned", shipped_bytes(), "not signed"),
+        ("unsigned", unsigned_bytes(), "not signed"),
         ("untrusted", signed(&key(2)), "trust"),
     ];
     for (name, b, why) in cases {
@@ -77,7 +77,7 @@ fn bad_bundles_are_refused_and_nothing_changes() {
         assert_eq!(std::fs::read(slots.path(Slot::A)).unwrap(), before, "{name}");
         assert!(!slots.path(Slot::B).exists(), "{name}");
     }
-    // Unsigned is fine when the config allows it.
+    // Unsigned is fine when the config allows it (the file above is the unsigned copy).
     let unsigned = tmp.path().join("unsigned.papilla");
     let allow = Verification { trusted: vec![key(1).verifying_key()], allow_unsigned: true };
     assert_eq!(slots.install(&unsigned, &allow, 1).unwrap(), Slot::B);
@@ -106,4 +106,21 @@ fn a_corrupted_current_slot_falls_back_to_the_other_and_no_model_is_an_error() {
     std::fs::write(slots.path(Slot::A), b"junk").unwrap();
     let e = slots.open(&trusting(1), 1).unwrap_err().to_string();
     assert!(e.contains("slot a") && e.contains("slot b"), "{e}");
+}
+
+#[test]
+fn the_shipped_model_is_signed_by_the_release_key_the_example_config_trusts() {
+    let cfg = papilla_device::config::DeviceConfig::parse(
+        &std::fs::read_to_string(repo().join("scripts/device.toml")).unwrap(),
+        std::path::Path::new("device.toml"),
+    )
+    .unwrap();
+    let release = std::fs::read_to_string(repo().join("models/papilla-release.pub")).unwrap();
+    assert_eq!(cfg.trust.keys, vec![release.trim().to_owned()]);
+    assert!(!cfg.trust.allow_unsigned);
+    let v = cfg.verification().unwrap();
+    let loaded = papilla_shared::bundle::Bundle::from_bytes(&shipped_bytes(), &v).unwrap();
+    assert_eq!(loaded.signer, Some(v.trusted[0]));
+    // And a bundle signed by anyone else is refused by that config.
+    assert!(papilla_shared::bundle::Bundle::from_bytes(&signed(&key(9)), &v).is_err());
 }

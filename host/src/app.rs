@@ -472,6 +472,7 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport, AppError> {
         sign: args.sign.clone(),
         name: args.name.clone(),
         version: args.model_version.clone(),
+        roi_context: args.roi_context,
         selftest_image: args.selftest_image.clone(),
         threads: args.threads,
     };

@@ -308,6 +308,12 @@ pub struct ExportArgs {
     /// Photograph for the bundle's self-test (default: a synthetic one). Shrunk to 640 px.
     #[arg(long, value_name = "FILE")]
     pub selftest_image: Option<PathBuf>,
+    /// Run-time crop side, in disc diameters found by the locator (default: the segmenter's
+    /// training value). The locator's discs can be a few per cent larger than the truth, so
+    /// a smaller value matches the crops the segmenter learnt on. Choose it on a training or
+    /// validation split, never on a test split.
+    #[arg(long, value_name = "DIAMETERS")]
+    pub roi_context: Option<f32>,
     /// Threads for tract during calibration and checks.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,

@@ -48,7 +48,9 @@ pub enum ExportError {
     NeedsLocator { run: PathBuf },
     #[error("{}: the locator must be a whole-photograph run (no --roi-context)", run.display())]
     LocatorIsSecondStage { run: PathBuf },
-    #[error("--locator needs a segmenter trained with --roi-context")]
+    #[error("--roi-context {0} must be at least 1 disc diameter")]
+    RoiContext(f32),
+    #[error("--locator and --roi-context need a segmenter trained with --roi-context")]
     LocatorWithoutCrop,
     #[error("the exported model fails its own self-test: {agreement:.4} of pixels agree")]
     SelfTestFailed { agreement: f64 },
@@ -82,6 +84,8 @@ pub struct ExportOptions {
     pub version: String,
     /// Photograph for the self-test (default: a synthetic one).
     pub selftest_image: Option<PathBuf>,
+    /// Run-time crop side in locator disc diameters, replacing the segmenter's training value.
+    pub roi_context: Option<f32>,
     pub threads: usize,
 }
 
@@ -265,7 +269,14 @@ fn engine_of(
 
 /// `papilla export`.
 pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
-    let seg = load_source(&o.checkpoint, StageRole::Segmenter)?;
+    let mut seg = load_source(&o.checkpoint, StageRole::Segmenter)?;
+    if let Some(c) = o.roi_context {
+        match seg.config.preprocess.roi.as_mut() {
+            Some(roi) if c.is_finite() && c >= 1.0 => roi.context = c,
+            Some(_) => return Err(ExportError::RoiContext(c)),
+            None => return Err(ExportError::LocatorWithoutCrop),
+        }
+    }
     let loc = match &o.locator {
         Some(run) => {
             let l = load_source(run, StageRole::Locator)?;

@@ -215,6 +215,23 @@ fn coarse_to_fine_bundle_runs_both_stages_and_crops_around_the_disc() {
     };
     let err = papilla_host::app::export(&e).unwrap_err().to_string();
     assert!(err.contains("--locator"), "{err}");
+    // --roi-context replaces the run-time crop side; a first-stage model has no crop to change.
+    let wide = export("c2f-wide", &f.second, &["--locator", loc, "--roi-context", "3.5"]);
+    let ctx = |b: &Path| self::engine(b).manifest().stages[1].preprocess.roi.unwrap().context;
+    assert_eq!((ctx(&bundle), ctx(&wide)), (3.0, 3.5), "trained with --roi-context 3");
+    let Cmd::Export(e) = cli(&[
+        "export",
+        "--checkpoint",
+        f.run.to_str().unwrap(),
+        "--out",
+        f.root.join("y.papilla").to_str().unwrap(),
+        "--roi-context",
+        "2",
+    ]) else {
+        panic!()
+    };
+    let err = papilla_host::app::export(&e).unwrap_err().to_string();
+    assert!(err.contains("--roi-context"), "{err}");
     // Wherever the locator finds a disc, the segmenter's crop contains the true disc centre;
     // and it must find most of them.
     let mut located = 0;

@@ -92,11 +92,11 @@ pub fn segment(args: &SegmentArgs) -> Result<u8> {
             Ok(r) => println!(
                 "{}: vCDR {:.3}, disc {} px, cup {} px, {}{} -> {}, {}",
                 image.display(),
-                r.vcdr,
-                r.disc_area_px,
-                r.cup_area_px,
-                if r.refer { "REFER" } else { "no referral" },
-                if r.disc_found { "" } else { " (no optic disc found)" },
+                r.findings.vcdr,
+                r.findings.disc_area_px,
+                r.findings.cup_area_px,
+                if r.findings.refer { "REFER" } else { "no referral" },
+                if r.findings.disc_found { "" } else { " (no optic disc found)" },
                 r.mask.display(),
                 r.overlay.display()
             ),

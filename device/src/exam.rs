@@ -171,6 +171,50 @@ pub fn render(a: &mut Analysis) -> (Vec<u8>, Vec<u8>) {
     (mask, overlay)
 }
 
+/// What one exam found, as written into every record (`segment`'s and the service's).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Findings {
+    pub width: u32,
+    pub height: u32,
+    pub decoded_width: u32,
+    pub decoded_height: u32,
+    pub disc_found: bool,
+    pub vcdr: f64,
+    pub disc_area_px: u64,
+    pub cup_area_px: u64,
+    pub measurements: Measurements,
+    /// A disc was found and its vCDR reached the referral threshold.
+    pub refer: bool,
+    pub refer_vcdr: f64,
+    pub quality: Quality,
+    /// "name version" of the model bundle.
+    pub model: String,
+    pub times: Times,
+}
+
+impl Findings {
+    pub fn of(a: &Analysis, refer_vcdr: f64, engine: &Engine) -> Self {
+        let m = a.measurements;
+        let manifest = engine.manifest();
+        Self {
+            width: a.original.0,
+            height: a.original.1,
+            decoded_width: a.photo.width(),
+            decoded_height: a.photo.height(),
+            disc_found: a.disc_found,
+            vcdr: m.vcdr,
+            disc_area_px: m.disc_area,
+            cup_area_px: m.cup_area,
+            measurements: m,
+            refer: a.disc_found && m.vcdr >= refer_vcdr,
+            refer_vcdr,
+            quality: a.quality,
+            model: format!("{} {}", manifest.name, manifest.version),
+            times: a.times,
+        }
+    }
+}
+
 /// The record of a stored exam (`record.json` in its folder).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExamRecord {
@@ -182,20 +226,8 @@ pub struct ExamRecord {
     pub source: String,
     /// The photograph's file in the exam folder.
     pub photo: String,
-    pub width: u32,
-    pub height: u32,
-    pub decoded_width: u32,
-    pub decoded_height: u32,
-    pub disc_found: bool,
-    pub vcdr: f64,
-    pub disc_area_px: u64,
-    pub cup_area_px: u64,
-    pub measurements: Measurements,
-    pub refer: bool,
-    pub refer_vcdr: f64,
-    pub quality: Quality,
-    pub model: String,
-    pub times: Times,
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
 impl ExamRecord {
@@ -205,11 +237,11 @@ impl ExamRecord {
             unix_ms: self.unix_ms,
             source: self.source.clone(),
             outcome: crate::store::Outcome::Completed,
-            vcdr: self.vcdr,
-            disc_area_px: self.disc_area_px,
-            cup_area_px: self.cup_area_px,
-            refer: self.refer,
-            model: self.model.clone(),
+            vcdr: self.findings.vcdr,
+            disc_area_px: self.findings.disc_area_px,
+            cup_area_px: self.findings.cup_area_px,
+            refer: self.findings.refer,
+            model: self.findings.model.clone(),
         }
     }
 }

@@ -5,15 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use papilla_shared::bundle::Verification;
-use papilla_shared::metrics::Measurements;
 use papilla_shared::runtime::{Engine, RuntimeError};
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::camera::Frame;
-use crate::exam::{ExamError, Times, analyse, render};
+use crate::exam::{ExamError, Findings, analyse, render};
 use crate::photo::DecodeOptions;
-use crate::quality::Quality;
 use crate::store::{StoreError, write_atomic};
 
 /// Where the shipped model lives in the repository.
@@ -44,26 +42,14 @@ pub enum SegmentError {
     NoModel,
 }
 
-/// What one exam found; written as `<name>.json`.
+/// A one-shot exam; written as `<name>.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExamRecord {
     pub image: PathBuf,
     pub mask: PathBuf,
     pub overlay: PathBuf,
-    pub width: u32,
-    pub height: u32,
-    pub disc_found: bool,
-    pub vcdr: f64,
-    pub disc_area_px: u64,
-    pub cup_area_px: u64,
-    pub measurements: Measurements,
-    /// vCDR at or above the referral threshold.
-    pub refer: bool,
-    pub refer_vcdr: f64,
-    pub quality: Quality,
-    pub model: String,
-    pub times: Times,
-    pub inference_ms: f64,
+    #[serde(flatten)]
+    pub findings: Findings,
     pub total_ms: f64,
 }
 
@@ -129,28 +115,14 @@ pub fn exam(
     let t = std::time::Instant::now();
     write_atomic(&mask, &mask_bytes)?;
     write_atomic(&overlay, &overlay_bytes)?;
-    let m = a.measurements;
-    let manifest = engine.manifest();
     let mut record = ExamRecord {
         image: image.to_owned(),
         mask,
         overlay,
-        width: a.original.0,
-        height: a.original.1,
-        disc_found: a.disc_found,
-        vcdr: m.vcdr,
-        disc_area_px: m.disc_area,
-        cup_area_px: m.cup_area,
-        measurements: m,
-        refer: a.disc_found && m.vcdr >= refer_vcdr,
-        refer_vcdr,
-        quality: a.quality,
-        model: format!("{} {}", manifest.name, manifest.version),
-        times: a.times,
-        inference_ms: a.times.inference_ms,
+        findings: Findings::of(&a, refer_vcdr, engine),
         total_ms: 0.0,
     };
-    record.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
+    record.findings.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
     record.total_ms = start.elapsed().as_secs_f64() * 1e3;
     let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
     write_atomic(&record_path, &json)?;

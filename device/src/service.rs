@@ -18,7 +18,8 @@ use crate::clock::Clock;
 use crate::config::QualityConfig;
 pub use crate::exam::ExamRecord;
 use crate::exam::{
-    decode_frame, encode, file_name, iso8601, measure_quality, now_unix_ms, render, segment_decoded,
+    Findings, decode_frame, encode, file_name, iso8601, measure_quality, now_unix_ms, render,
+    segment_decoded,
 };
 use crate::photo::DecodeOptions;
 use crate::store::{ExamFile, IndexEntry, Outcome, Store};
@@ -204,7 +205,6 @@ where
                 std::borrow::Cow::Owned(encode(image.clone().into(), image::ImageFormat::Png)),
             ),
         };
-        let m = a.measurements;
         let unix_ms = now_unix_ms();
         let mut record = ExamRecord {
             id: self.store.next_id(),
@@ -212,20 +212,7 @@ where
             unix_ms,
             source: source.clone(),
             photo: photo_name.clone(),
-            width: a.original.0,
-            height: a.original.1,
-            decoded_width: a.photo.width(),
-            decoded_height: a.photo.height(),
-            disc_found: a.disc_found,
-            vcdr: m.vcdr,
-            disc_area_px: m.disc_area,
-            cup_area_px: m.cup_area,
-            measurements: m,
-            refer: m.vcdr >= self.options.refer_vcdr,
-            refer_vcdr: self.options.refer_vcdr,
-            quality: a.quality,
-            model: model_name(self.engine),
-            times: a.times,
+            findings: Findings::of(&a, self.options.refer_vcdr, self.engine),
         };
         let t = std::time::Instant::now();
         // The record's own store time is unknown until stored: it holds everything before.
@@ -238,12 +225,12 @@ where
         ];
         match self.store.commit(&record.index_entry(), &files) {
             Ok(dir) => {
-                record.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
+                record.findings.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
                 tracing::info!(
                     id = record.id,
                     source,
-                    vcdr = format!("{:.3}", record.vcdr),
-                    refer = record.refer,
+                    vcdr = format!("{:.3}", record.findings.vcdr),
+                    refer = record.findings.refer,
                     dir = %dir.display(),
                     ms = format!("{:.0}", start.elapsed().as_secs_f64() * 1e3),
                     "exam stored"
@@ -252,8 +239,8 @@ where
                     id: record.id,
                     source,
                     outcome: Outcome::Completed,
-                    vcdr: Some(record.vcdr),
-                    refer: record.refer,
+                    vcdr: Some(record.findings.vcdr),
+                    refer: record.findings.refer,
                     total_ms: start.elapsed().as_secs_f64() * 1e3,
                 }
             }

@@ -18,17 +18,19 @@ use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_papilla-device");
 
-/// Starts `run`, reads the ids it reports stored, kills it after `after`; returns the ids.
-fn run_and_kill(config: &Path, after: Duration) -> Vec<u64> {
+/// Starts `run`, reads the ids it reports stored, and kills it `after` the service is ready
+/// (or, with `during_start`, `after` the process started); returns the ids.
+fn run_and_kill(config: &Path, after: Duration, during_start: bool) -> Vec<u64> {
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut ids = Vec::new();
         for line in BufReader::new(stdout).lines() {
@@ -40,6 +42,19 @@ fn run_and_kill(config: &Path, after: Duration) -> Vec<u64> {
         }
         ids
     });
+    // The model's load and self-test take a while, longer on a busy machine: time the kill from
+    // the service's "ready" log line, so it lands among the exams wherever CI runs.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(" ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if !during_start {
+        let _ = rx.recv_timeout(Duration::from_secs(120));
+    }
     let start = Instant::now();
     while start.elapsed() < after {
         if child.try_wait().unwrap().is_some() {
@@ -65,10 +80,11 @@ fn exams_survive_being_killed_at_random_points() {
     std::fs::write(&config, config_text(&root, &cam)).unwrap();
     let mut rng = SplitMix64::new(42);
     let mut reported = BTreeSet::new();
-    for _ in 0..12 {
-        // Start-up (model load and self-test) takes a few hundred ms; kill anywhere in 0.1-1.5 s.
-        let after = Duration::from_millis(100 + rng.next_u64() % 1400);
-        reported.extend(run_and_kill(&config, after));
+    for i in 0..12 {
+        // Every fourth run is killed while starting (recovery, model load); the others anywhere
+        // in the first 0-800 ms of exams (one exam takes about 100-200 ms here).
+        let after = Duration::from_millis(rng.next_u64() % 800);
+        reported.extend(run_and_kill(&config, after, i % 4 == 3));
     }
     assert!(reported.len() >= 6, "the runs stored too few exams to test anything: {reported:?}");
     let store = Store::open(&root, 0).unwrap();

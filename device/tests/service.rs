@@ -149,6 +149,7 @@ fn service_stores_good_exams_refuses_bad_photos_and_lights_the_leds() {
         let record: ExamRecord =
             serde_json::from_slice(&std::fs::read(dir.join("record.json")).unwrap()).unwrap();
         assert_eq!(record.id, e.id);
+        let record = record.findings;
         assert!((record.vcdr - e.vcdr).abs() < 1e-12);
         let mask = image::open(dir.join("mask.bmp")).unwrap().to_luma8();
         assert_eq!(mask.dimensions(), (record.width, record.height), "mask at the original size");
@@ -164,7 +165,7 @@ fn service_stores_good_exams_refuses_bad_photos_and_lights_the_leds() {
     let r9: ExamRecord =
         serde_json::from_slice(&std::fs::read(store.exam_dir(9).join("record.json")).unwrap())
             .unwrap();
-    assert_eq!((r9.width, r9.decoded_width), (512, 256));
+    assert_eq!((r9.findings.width, r9.findings.decoded_width), (512, 256));
 }
 
 #[test]

@@ -373,14 +373,16 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
     let photo = f.root.join("photo.png");
     let s = generate(&SynthParams::random(120, 100, 11));
     s.image.save(&photo).unwrap();
-    let r = papilla_device::segment::exam(&engine, &photo, &out, 0.6, &Default::default()).unwrap();
+    let rec =
+        papilla_device::segment::exam(&engine, &photo, &out, 0.6, &Default::default()).unwrap();
+    let r = &rec.findings;
     assert_eq!((r.width, r.height), (120, 100));
-    let mask = image::open(&r.mask).unwrap().to_luma8();
+    let mask = image::open(&rec.mask).unwrap().to_luma8();
     assert_eq!(mask.dimensions(), (120, 100));
     assert!(mask.pixels().all(|p| [0, 128, 255].contains(&p.0[0])));
     let disc = mask.pixels().filter(|p| p.0[0] < 255).count() as u64;
     assert_eq!(disc, r.disc_area_px, "the record measures the mask it wrote");
-    assert_eq!(image::open(&r.overlay).unwrap().to_rgb8().dimensions(), (120, 100));
+    assert_eq!(image::open(&rec.overlay).unwrap().to_rgb8().dimensions(), (120, 100));
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("photo.json")).unwrap()).unwrap();
     assert!((record["vcdr"].as_f64().unwrap() - r.vcdr).abs() < 1e-12, "{record}");
@@ -398,7 +400,7 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("broken.jpg"), "{err}");
-    assert_eq!(image::open(&r.mask).unwrap().to_luma8(), mask);
+    assert_eq!(image::open(&rec.mask).unwrap().to_luma8(), mask);
     let missing = papilla_device::segment::load(&f.root.join("nope.papilla"), 1).unwrap_err();
     assert!(missing.to_string().contains("nope.papilla"), "{missing}");
 }

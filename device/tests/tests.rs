@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod board;
 mod cli;
 mod common;
 mod powercut;

@@ -141,9 +141,15 @@ impl FrameSource for FolderSource {
                 return Ok(None);
             }
             self.pending = None;
-            let bytes =
-                std::fs::read(&p).map_err(|source| CaptureError::Io { path: p.clone(), source })?;
-            return Ok(Some(Frame::File { name: p, bytes }));
+            return match std::fs::read(&p) {
+                Ok(bytes) => Ok(Some(Frame::File { name: p, bytes })),
+                Err(source) => {
+                    // Out of the way, or it would be tried again forever.
+                    tracing::error!(file = %p.display(), error = %source, "unreadable: moved to rejected/");
+                    self.move_to(&p, "rejected");
+                    Ok(None)
+                }
+            };
         }
         Ok(None)
     }

@@ -106,7 +106,14 @@ where
                         self.clock.sleep(self.options.poll);
                         continue;
                     }
-                    Err(e) => Err(e.to_string()),
+                    // A folder that cannot be read is not an exam: say so, light the error
+                    // LED and look again later, without filling the index.
+                    Err(e) => {
+                        tracing::error!(error = %e, "the camera folder cannot be read");
+                        self.leds.show(&[Led::Ready, Led::Error]);
+                        self.clock.sleep(self.options.poll.max(Duration::from_secs(1)));
+                        continue;
+                    }
                 }
             };
             self.leds.show(&[Led::Busy]);

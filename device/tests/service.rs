@@ -218,3 +218,53 @@ fn a_stop_request_finishes_the_exam_in_flight_and_turns_the_lights_off() {
     drop(service);
     assert_eq!(store.entries().len(), 2);
 }
+
+#[test]
+fn a_vanished_camera_folder_is_reported_without_filling_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cam = tmp.path().join("camera");
+    let mut source = papilla_device::camera::FolderSource::new(&cam).unwrap();
+    std::fs::remove_dir_all(&cam).unwrap();
+    let engine = papilla_device::segment::load(&shipped(), 1).unwrap();
+    let mut store = Store::open(&tmp.path().join("root"), 0).unwrap();
+    let clock = ManualClock::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let log: PinLog = Arc::new(Mutex::new(Vec::new()));
+    let pins = ["ready", "busy", "refer", "error"].map(|n| RecordingPin::new(n, &log));
+    // Stop after a minute of (manual) time.
+    let (stopper, watch) = (Arc::clone(&stop), clock.clone());
+    let guard = std::thread::spawn(move || {
+        while watch.now() < Duration::from_secs(60) {
+            std::thread::yield_now();
+        }
+        stopper.store(true, Ordering::SeqCst);
+    });
+    let mut service = Service {
+        engine: &engine,
+        store: &mut store,
+        source: &mut source,
+        button: None::<Button<papilla_device::board::NoPin>>,
+        leds: Leds::new(pins, false),
+        clock: clock.clone(),
+        stop,
+        options: ServiceOptions {
+            decode: DecodeOptions::default(),
+            quality: QualityConfig::default(),
+            refer_vcdr: 0.6,
+            poll: Duration::from_millis(250),
+        },
+    };
+    let summary = service.run(|_| {});
+    guard.join().unwrap();
+    assert_eq!((summary.completed, summary.refused, summary.failed), (0, 0, 0));
+    drop(service);
+    assert!(store.entries().is_empty(), "no exams were taken, so none is recorded");
+    assert!(snapshots(&log).contains(&"ready+error".to_owned()));
+    // At most one retry a second of the (manual) clock: start, retries, the final "off".
+    let secs = clock.now().as_secs() as usize;
+    assert!(
+        secs >= 60 && snapshots(&log).len() <= 2 + secs + 1,
+        "{} in {secs} s",
+        snapshots(&log).len()
+    );
+}

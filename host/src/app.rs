@@ -243,6 +243,16 @@ where
     Ok(masks)
 }
 
+/// A sample's photograph at its ground truth's size (the loader resized it the same way).
+fn photo_at_truth_size(s: &Sample) -> Result<image::RgbImage, AppError> {
+    let photo = inference::read_photo(&s.image_path)?;
+    if photo.dimensions() == s.truth.dimensions() {
+        return Ok(photo);
+    }
+    let (w, h) = s.truth.dimensions();
+    Ok(image::imageops::resize(&photo, w, h, image::imageops::FilterType::Triangle))
+}
+
 /// `papilla evaluate --model FILE.papilla`: the bundle's road (locator, crop, segmenter) on
 /// each photograph at its full size.
 fn evaluate_bundle(
@@ -252,18 +262,7 @@ fn evaluate_bundle(
     let engine = load_engine(&args.model, 1)?;
     // Tiny network inputs: only names, paths and ground truth are used.
     let samples = load_folders(dirs, "test", &PreprocessConfig::square(16), args.threads)?;
-    let masks = segment_all(&engine, &samples, args.threads, |s: &Sample| {
-        let mut photo = inference::read_photo(&s.image_path)?;
-        if photo.dimensions() != s.truth.dimensions() {
-            photo = image::imageops::resize(
-                &photo,
-                s.truth.width(),
-                s.truth.height(),
-                image::imageops::FilterType::Triangle,
-            );
-        }
-        Ok(photo)
-    })?;
+    let masks = segment_all(&engine, &samples, args.threads, photo_at_truth_size)?;
     let report = inference::score_masks(&samples, &masks);
     Ok((report, samples, masks))
 }
@@ -325,15 +324,7 @@ fn write_worst(
     let mut written = Vec::new();
     for &i in order.iter().take(worst) {
         let s = &samples[i];
-        let mut photo = inference::read_photo(&s.image_path)?;
-        if photo.dimensions() != s.truth.dimensions() {
-            photo = image::imageops::resize(
-                &photo,
-                s.truth.width(),
-                s.truth.height(),
-                image::imageops::FilterType::Triangle,
-            );
-        }
+        let photo = photo_at_truth_size(s)?;
         let img = papilla_shared::overlay::overlay(&photo, &masks[i], Some(&s.truth), 0);
         let sc = &report.images[i].scores;
         let name = format!(

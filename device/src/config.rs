@@ -276,8 +276,13 @@ impl DeviceConfig {
         self.trust.keys.iter().map(|k| parse_public_key(k)).collect()
     }
 
-    /// What `install-model` and start-up accept.
+    /// What `install-model` and start-up accept. No trusted key and no unsigned bundles is an
+    /// error, not "any signer": an empty `trusted` list means any valid signature to the
+    /// bundle reader.
     pub fn verification(&self) -> Result<papilla_shared::bundle::Verification, String> {
+        if self.trust.keys.is_empty() && !self.trust.allow_unsigned {
+            return Err("trust.keys is empty: add the public key that signs your models (KEY.pub from `papilla keygen`), or set trust.allow_unsigned = true".into());
+        }
         Ok(papilla_shared::bundle::Verification {
             trusted: self.trust_keys()?,
             allow_unsigned: self.trust.allow_unsigned,
@@ -346,6 +351,14 @@ mod tests {
         d.gpio.backend = GpioBackend::Cdev;
         d.trust.keys = cfg.trust.keys.clone();
         assert_eq!(cfg, d);
+    }
+
+    #[test]
+    fn no_trusted_key_accepts_nothing_rather_than_anything() {
+        let e = parse("").unwrap().verification().unwrap_err();
+        assert!(e.starts_with("trust.keys is empty"), "{e}");
+        let v = parse("[trust]\nallow_unsigned = true\n").unwrap().verification().unwrap();
+        assert!(v.allow_unsigned && v.trusted.is_empty());
     }
 
     #[test]

@@ -51,7 +51,6 @@ pub struct Photo {
     pub image: RgbImage,
     /// The original size in pixels: masks are written at this size.
     pub original: (u32, u32),
-    pub format: ImageFormat,
 }
 
 /// Which format a file name promises.
@@ -131,7 +130,7 @@ fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> 
     let info = d.info().ok_or_else(|| PhotoError::Decode("no frame header".into()))?;
     let image = RgbImage::from_raw(u32::from(info.width), u32::from(info.height), pixels)
         .ok_or_else(|| PhotoError::Decode("pixel buffer of the wrong length".into()))?;
-    Ok(Photo { image, original: (w, h), format: ImageFormat::Jpeg })
+    Ok(Photo { image, original: (w, h) })
 }
 
 fn decode_png(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> {
@@ -152,7 +151,7 @@ fn decode_png(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> {
     let image = image::DynamicImage::from_decoder(d)
         .map_err(|e| PhotoError::Decode(e.to_string()))?
         .to_rgb8();
-    Ok(Photo { image, original: (w, h), format: ImageFormat::Png })
+    Ok(Photo { image, original: (w, h) })
 }
 
 #[cfg(test)]

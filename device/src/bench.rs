@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use papilla_shared::runtime::Engine;
+use papilla_shared::runtime::{Engine, Framing};
 use serde::Serialize;
 
 use crate::camera::Frame;
@@ -65,7 +65,7 @@ pub fn run(
     let mut all: Vec<Times> = Vec::new();
     let mut dims = ((0, 0), (0, 0));
     for i in 0..=runs {
-        let mut a = analyse(engine, &frame, opts).map_err(|e| e.to_string())?;
+        let mut a = analyse(engine, &frame, opts, Framing::Fundus).map_err(|e| e.to_string())?;
         let (mask, overlay) = render(&mut a);
         let t = Instant::now();
         let entry = IndexEntry {

@@ -73,6 +73,10 @@ pub struct SegmentArgs {
     /// Decode large JPEGs scaled down to no less than this shorter side (0: full size).
     #[arg(long, default_value_t = 640)]
     pub decode_min_side: u32,
+    /// The photographs are disc-centred crops, not whole fundus photographs: skip the locator
+    /// and pad each crop to PAD times its longer side (without PAD, the bundle's padding).
+    #[arg(long, value_name = "PAD", num_args = 0..=1)]
+    pub disc_centred: Option<Option<f32>>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -165,7 +169,7 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
         assert!(Cli::try_parse_from(["papilla-device", "--bundle-format"]).unwrap().bundle_format);
-        assert_eq!(bundle_format(), "papilla bundle format 1.0");
+        assert_eq!(bundle_format(), "papilla bundle format 1.1");
         let c =
             Cli::try_parse_from(["papilla-device", "install-model", "m.papilla", "--root", "/r"])
                 .unwrap();

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use embedded_hal::digital::{InputPin, OutputPin};
+use papilla_shared::runtime::Framing;
 
 use crate::board::{Button, Leds, NoPin};
 use crate::cli::{
@@ -74,9 +75,13 @@ pub fn segment(args: &SegmentArgs) -> Result<u8> {
     let engine =
         segment::load(&bundle, args.threads).map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
     let decode = DecodeOptions { min_side: args.decode_min_side, ..Default::default() };
+    let framing = match args.disc_centred {
+        Some(pad) => Framing::DiscCentred { pad },
+        None => Framing::Fundus,
+    };
     let mut failed = 0;
     for image in &args.images {
-        match segment::exam(&engine, image, &args.out, args.refer_vcdr, &decode) {
+        match segment::exam(&engine, image, &args.out, args.refer_vcdr, &decode, framing) {
             Ok(r) if args.json => {
                 println!("{}", serde_json::to_string(&r).expect("a record serialises"))
             }

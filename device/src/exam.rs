@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use image::{ImageFormat, RgbImage};
 use papilla_shared::labels::LabelMap;
 use papilla_shared::metrics::{Measurements, measure};
-use papilla_shared::runtime::{Engine, RuntimeError};
+use papilla_shared::runtime::{Engine, Framing, RuntimeError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -109,16 +109,17 @@ pub fn measure_quality(d: &mut Decoded) -> Quality {
     q
 }
 
-/// Segments a decoded frame; the mask comes back at the original size.
+/// Segments a decoded frame framed as `framing` says; the mask comes back at the original size.
 pub fn segment_decoded(
     engine: &Engine,
     d: Decoded,
     quality: Quality,
     name: &Path,
+    framing: Framing,
 ) -> Result<Analysis, ExamError> {
     let Decoded { photo, original, mut times } = d;
     let seg = engine
-        .segment(&photo)
+        .segment_framed(&photo, framing)
         .map_err(|source| ExamError::Model { name: name.to_owned(), source })?;
     times.preprocess_ms = ms(seg.times.preprocess);
     times.inference_ms = ms(seg.times.inference);
@@ -148,10 +149,11 @@ pub fn analyse(
     engine: &Engine,
     frame: &Frame,
     decode_opts: &DecodeOptions,
+    framing: Framing,
 ) -> Result<Analysis, ExamError> {
     let mut d = decode_frame(frame, decode_opts)?;
     let q = measure_quality(&mut d);
-    segment_decoded(engine, d, q, frame.name())
+    segment_decoded(engine, d, q, frame.name(), framing)
 }
 
 /// Encodes an image into memory.

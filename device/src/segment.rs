@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use papilla_shared::bundle::Verification;
-use papilla_shared::runtime::{Engine, RuntimeError};
+use papilla_shared::runtime::{Engine, Framing, RuntimeError};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -93,6 +93,7 @@ pub fn exam(
     out: &Path,
     refer_vcdr: f64,
     decode: &DecodeOptions,
+    framing: Framing,
 ) -> Result<ExamRecord, SegmentError> {
     let start = std::time::Instant::now();
     let bytes = std::fs::read(image).map_err(|source| SegmentError::Io {
@@ -101,7 +102,7 @@ pub fn exam(
         source,
     })?;
     let frame = Frame::File { name: image.to_owned(), bytes };
-    let mut a = analyse(engine, &frame, decode)?;
+    let mut a = analyse(engine, &frame, decode, framing)?;
     let (mask_bytes, overlay_bytes) = render(&mut a);
     std::fs::create_dir_all(out).map_err(|source| SegmentError::Io {
         path: out.to_owned(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use embedded_hal::digital::{InputPin, OutputPin};
-use papilla_shared::runtime::Engine;
+use papilla_shared::runtime::{Engine, Framing};
 use serde::Serialize;
 
 use crate::board::{Button, Led, Leds};
@@ -193,10 +193,11 @@ where
         if let Some(reason) = quality.refusal(&self.options.quality) {
             return self.record_failure(source, Outcome::Refused(reason));
         }
-        let mut a = match segment_decoded(self.engine, decoded, quality, frame.name()) {
-            Ok(a) => a,
-            Err(e) => return self.record_failure(source, Outcome::Failed(e.to_string())),
-        };
+        let mut a =
+            match segment_decoded(self.engine, decoded, quality, frame.name(), Framing::Fundus) {
+                Ok(a) => a,
+                Err(e) => return self.record_failure(source, Outcome::Failed(e.to_string())),
+            };
         if !a.disc_found {
             return self.record_failure(source, Outcome::Refused("no optic disc found".into()));
         }

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::augment::AugmentConfig;
 use crate::cli::{
     ActTypeArg, BackendArg, CalibMethodArg, EvaluateArgs, ExportArgs, Int8FormArg, OptimizerArg,
-    PredictArgs, SynthArgs, TrainArgs, UpsamplingArg, WeightScalesArg,
+    PredictArgs, ShapeFitArg, SynthArgs, TrainArgs, UpsamplingArg, WeightScalesArg,
 };
 use crate::data::{self, DataError, LoadReport, Sample};
 use crate::export::{CalibMethod, ExportError, ExportOptions, ExportReport};
@@ -22,8 +22,9 @@ use crate::onnx::{ActType, Form, WeightScales};
 use crate::score::ScoreReport;
 use crate::training::{self, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
 use papilla_shared::bundle::Verification;
+use papilla_shared::postprocess::ShapeFit;
 use papilla_shared::preprocess::{PreprocessConfig, RoiPolicy};
-use papilla_shared::runtime::Engine;
+use papilla_shared::runtime::{Engine, Framing};
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -62,10 +63,10 @@ pub enum AppError {
     Export(#[from] ExportError),
     #[error("a worker thread panicked")]
     WorkerPanicked,
-    #[error(
-        "evaluate needs --data (a bundle has no validation folders), or a run whose config names validation folders"
-    )]
+    #[error("evaluate needs --data: a bundle has no validation data, and this run held none out")]
     NoEvalData,
+    #[error("--disc-centred runs an exported bundle (the runtime frames the crop); {} is a run directory: export it first", .0.display())]
+    DiscCentredNeedsBundle(PathBuf),
 }
 
 /// The burn device of a backend choice.
@@ -209,6 +210,7 @@ pub fn load_engine(path: &Path, threads: usize) -> Result<Engine, AppError> {
 fn segment_all<T: Sync, F>(
     engine: &Engine,
     items: &[T],
+    framing: Framing,
     threads: usize,
     photo: F,
 ) -> Result<Vec<papilla_shared::LabelMap>, AppError>
@@ -225,7 +227,7 @@ where
                     part.iter()
                         .map(|it| {
                             let img = photo(it)?;
-                            Ok(engine.segment(&img).map_err(InferError::from)?.mask)
+                            Ok(engine.segment_framed(&img, framing).map_err(InferError::from)?.mask)
                         })
                         .collect::<Result<Vec<_>, AppError>>()
                 })
@@ -241,6 +243,14 @@ where
         masks.extend(p?);
     }
     Ok(masks)
+}
+
+/// The runtime's framing for `--disc-centred`.
+fn framing(disc_centred: Option<Option<f32>>) -> Framing {
+    match disc_centred {
+        Some(pad) => Framing::DiscCentred { pad },
+        None => Framing::Fundus,
+    }
 }
 
 /// A sample's photograph at its ground truth's size (the loader resized it the same way).
@@ -261,8 +271,15 @@ fn evaluate_bundle(
 ) -> Result<(ScoreReport, Vec<Sample>, Vec<papilla_shared::LabelMap>), AppError> {
     let engine = load_engine(&args.model, 1)?;
     // Tiny network inputs: only names, paths and ground truth are used.
-    let samples = load_folders(dirs, "test", &PreprocessConfig::square(16), args.threads)?;
-    let masks = segment_all(&engine, &samples, args.threads, photo_at_truth_size)?;
+    let split = args.rimone_split.name();
+    let samples = load_folders(dirs, split, &PreprocessConfig::square(16), args.threads)?;
+    let masks = segment_all(
+        &engine,
+        &samples,
+        framing(args.disc_centred),
+        args.threads,
+        photo_at_truth_size,
+    )?;
     let report = inference::score_masks(&samples, &masks);
     Ok((report, samples, masks))
 }
@@ -280,23 +297,32 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(ScoreReport, Vec<PathBuf>), AppE
         }
         return Ok((report, written));
     }
+    if args.disc_centred.is_some() {
+        return Err(AppError::DiscCentredNeedsBundle(args.model.clone()));
+    }
     let device = device_for(args.backend)?;
     let run = inference::load_run(&args.model, &device)?;
-    let dirs: Vec<PathBuf> = if args.data.is_empty() {
-        run.config.val.iter().map(PathBuf::from).collect()
-    } else {
-        args.data.clone()
-    };
-    if dirs.is_empty() {
-        return Err(AppError::NoEvalData);
-    }
     if run.config.preprocess.roi.is_some() {
         eprintln!(
             "note: this run is a second stage; it is scored on crops around the TRUE disc (an \
              upper bound). Score a bundle with its locator for real figures."
         );
     }
-    let samples = load_folders(&dirs, "test", &run.config.preprocess, args.threads)?;
+    let samples = if !args.data.is_empty() {
+        load_folders(&args.data, args.rimone_split.name(), &run.config.preprocess, args.threads)?
+    } else if !run.config.val.is_empty() {
+        let dirs: Vec<PathBuf> = run.config.val.iter().map(PathBuf::from).collect();
+        load_folders(&dirs, "test", &run.config.preprocess, args.threads)?
+    } else {
+        // The run held out a seeded share of its training data: the same split again.
+        let dirs: Vec<PathBuf> = run.config.data.iter().map(PathBuf::from).collect();
+        let all = load_folders(&dirs, "train", &run.config.preprocess, args.threads)?;
+        let (_, held_out) = data::split_validation(all, run.config.val_fraction, run.config.seed);
+        if held_out.is_empty() {
+            return Err(AppError::NoEvalData);
+        }
+        held_out
+    };
     let (report, masks) = inference::evaluate(&run, &samples)?;
     let mut written = Vec::new();
     if let Some(dir) = &args.report {
@@ -350,9 +376,15 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
     if is_bundle(&args.model) {
         let engine = load_engine(&args.model, 1)?;
         photos = inference::list_photos(&args.input)?;
-        let all = segment_all(&engine, &photos, args.threads, |p| Ok(inference::read_photo(p)?))?;
+        let framing = framing(args.disc_centred);
+        let all = segment_all(&engine, &photos, framing, args.threads, |p| {
+            Ok(inference::read_photo(p)?)
+        })?;
         masks = Box::new(all.into_iter().map(Ok));
     } else {
+        if args.disc_centred.is_some() {
+            return Err(AppError::DiscCentredNeedsBundle(args.model.clone()));
+        }
         let device = device_for(args.backend)?;
         run = inference::load_run(&args.model, &device)?;
         if run.config.preprocess.roi.is_some() {
@@ -464,6 +496,11 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport, AppError> {
         name: args.name.clone(),
         version: args.model_version.clone(),
         roi_context: args.roi_context,
+        shape_fit: match args.shape_fit {
+            ShapeFitArg::None => ShapeFit::None,
+            ShapeFitArg::Ellipse => ShapeFit::Ellipse,
+        },
+        disc_centred_pad: args.disc_centred_pad,
         selftest_image: args.selftest_image.clone(),
         threads: args.threads,
     };

@@ -193,8 +193,8 @@ pub struct EvaluateArgs {
     /// Run directory written by `papilla train`, or a bundle written by `papilla export`.
     #[arg(long, value_name = "RUN_DIR|FILE.papilla")]
     pub model: PathBuf,
-    /// Data folder with ground truth (RIM-ONE DL's root means its `test` split). Default: the
-    /// run's own validation folders.
+    /// Data folder with ground truth (RIM-ONE DL's root means its --rimone-split). Default: the
+    /// run's own validation: its --val folders, or the share of its training data it held out.
     #[arg(long, value_name = "DIR")]
     pub data: Vec<PathBuf>,
     /// Print one JSON object (n, disc_dice, cup_dice, vcdr_mae, ..., images).
@@ -206,9 +206,17 @@ pub struct EvaluateArgs {
     /// Write overlays of the worst cases (lowest cup Dice) as PNGs into this folder.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Which official split a RIM-ONE DL root in --data means.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub rimone_split: SplitArg,
     /// How many worst cases --report writes.
     #[arg(long, default_value_t = 10)]
     pub worst: usize,
+    /// The photographs are disc-centred crops (RIM-ONE DL, Drishti-GS crops), not whole fundus
+    /// photographs: skip the locator and pad each crop to PAD times its longer side (bundles
+    /// only; without PAD, the padding the bundle was exported with).
+    #[arg(long, value_name = "PAD", num_args = 0..=1)]
+    pub disc_centred: Option<Option<f32>>,
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
     #[arg(long, default_value_t = 2)]
@@ -229,6 +237,11 @@ pub struct PredictArgs {
     /// Also pack the BMPs into this zip file (a challenge submission).
     #[arg(long, value_name = "FILE")]
     pub zip: Option<PathBuf>,
+    /// The photographs are disc-centred crops (RIM-ONE DL, Drishti-GS crops), not whole fundus
+    /// photographs: skip the locator and pad each crop to PAD times its longer side (bundles
+    /// only; without PAD, the padding the bundle was exported with).
+    #[arg(long, value_name = "PAD", num_args = 0..=1)]
+    pub disc_centred: Option<Option<f32>>,
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
     /// Photographs segmented in parallel (bundles only).
@@ -255,6 +268,31 @@ pub enum WeightScalesArg {
 pub enum ActTypeArg {
     U8,
     I8,
+}
+
+/// An official split of a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
+}
+
+impl SplitArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitArg::Train => "train",
+            SplitArg::Test => "test",
+        }
+    }
+}
+
+/// Shape fitted to the final disc and cup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShapeFitArg {
+    /// The cleaned mask as the network drew it.
+    None,
+    /// Disc and cup replaced by ellipses of the same centroid, area and moments.
+    Ellipse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -314,6 +352,14 @@ pub struct ExportArgs {
     /// validation split, never on a test split.
     #[arg(long, value_name = "DIAMETERS")]
     pub roi_context: Option<f32>,
+    /// Shape fitted to the final disc and cup, carried in the bundle (both sides apply it).
+    /// Choose it on a training or validation split.
+    #[arg(long, value_enum, default_value_t = ShapeFitArg::None)]
+    pub shape_fit: ShapeFitArg,
+    /// Padding of disc-centred crops (`--disc-centred`), in multiples of the crop's longer
+    /// side, carried in the bundle. Choose it on a training split of such crops.
+    #[arg(long, value_name = "PAD")]
+    pub disc_centred_pad: Option<f32>,
     /// Threads for tract during calibration and checks.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -363,5 +409,36 @@ mod tests {
         let Command::Train(t) = cli.command else { panic!("train") };
         assert_eq!(t.data.len(), 2);
         assert_eq!((t.epochs, t.size, t.batch, t.resume), (Some(3), 256, 2, true));
+    }
+
+    #[test]
+    fn disc_centred_takes_an_optional_padding_and_the_split_defaults_to_test() {
+        let eval = |extra: &[&str]| {
+            let args = ["papilla", "evaluate", "--model", "m.papilla", "--data", "d"];
+            let cli = Cli::try_parse_from(args.iter().chain(extra)).unwrap();
+            let Command::Evaluate(e) = cli.command else { panic!("evaluate") };
+            (e.disc_centred, e.rimone_split)
+        };
+        assert_eq!(eval(&[]), (None, SplitArg::Test));
+        assert_eq!(eval(&["--disc-centred"]), (Some(None), SplitArg::Test));
+        assert_eq!(
+            eval(&["--disc-centred", "1.8", "--rimone-split", "train"]),
+            (Some(Some(1.8)), SplitArg::Train)
+        );
+        let cli = Cli::try_parse_from([
+            "papilla",
+            "export",
+            "--checkpoint",
+            "r",
+            "--out",
+            "m.papilla",
+            "--shape-fit",
+            "ellipse",
+            "--disc-centred-pad",
+            "1.8",
+        ])
+        .unwrap();
+        let Command::Export(x) = cli.command else { panic!("export") };
+        assert_eq!((x.shape_fit, x.disc_centred_pad), (ShapeFitArg::Ellipse, Some(1.8)));
     }
 }

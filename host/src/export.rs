@@ -9,7 +9,7 @@ use papilla_shared::bundle::{
     Bundle, Manifest, Precision, SelfTest, SigningKey, Stage, StageRole, TestScores,
     TrainingSummary, Verification, VerifyingKey,
 };
-use papilla_shared::postprocess::OutputSpec;
+use papilla_shared::postprocess::{OutputSpec, ShapeFit};
 use papilla_shared::preprocess::{Tensor4, preprocess};
 use papilla_shared::runtime::{self, Engine, Graph, RuntimeError};
 use thiserror::Error;
@@ -50,6 +50,8 @@ pub enum ExportError {
     LocatorIsSecondStage { run: PathBuf },
     #[error("--roi-context {0} must be at least 1 disc diameter")]
     RoiContext(f32),
+    #[error("--disc-centred-pad {0} must be between 1 and 8 (times the crop's longer side)")]
+    DiscCentredPad(f32),
     #[error("--locator and --roi-context need a segmenter trained with --roi-context")]
     LocatorWithoutCrop,
     #[error("the exported model fails its own self-test: {agreement:.4} of pixels agree")]
@@ -86,6 +88,10 @@ pub struct ExportOptions {
     pub selftest_image: Option<PathBuf>,
     /// Run-time crop side in locator disc diameters, replacing the segmenter's training value.
     pub roi_context: Option<f32>,
+    /// Shape fitted to the final disc and cup, carried in the manifest.
+    pub shape_fit: ShapeFit,
+    /// Padding of disc-centred crops, carried in the manifest.
+    pub disc_centred_pad: Option<f32>,
     pub threads: usize,
 }
 
@@ -250,6 +256,7 @@ fn engine_of(
     sources: &[&Source],
     graphs: Vec<Vec<u8>>,
     precision: Precision,
+    shape_fit: ShapeFit,
     threads: usize,
 ) -> Result<(Bundle, Engine), ExportError> {
     let manifest = Manifest {
@@ -261,6 +268,8 @@ fn engine_of(
         training: None,
         scores: Vec::new(),
         selftest: None,
+        shape_fit,
+        disc_centred_pad: None,
     };
     let bundle = Bundle::new(manifest, graphs)?;
     let engine = Engine::new(&bundle, threads)?;
@@ -269,6 +278,9 @@ fn engine_of(
 
 /// `papilla export`.
 pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
+    if let Some(p) = o.disc_centred_pad.filter(|p| !(p.is_finite() && (1.0..=8.0).contains(p))) {
+        return Err(ExportError::DiscCentredPad(p));
+    }
     let mut seg = load_source(&o.checkpoint, StageRole::Segmenter)?;
     if let Some(c) = o.roi_context {
         match seg.config.preprocess.roi.as_mut() {
@@ -307,7 +319,8 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
                 return Err(ExportError::NoCalibration);
             }
             let photos = calibration_photos(&o.calibration, o.calib_images)?;
-            let (_, f32_engine) = engine_of(&sources, f32_graphs, Precision::F32, o.threads)?;
+            let (_, f32_engine) =
+                engine_of(&sources, f32_graphs, Precision::F32, o.shape_fit, o.threads)?;
             let mut graphs = Vec::new();
             for s in &sources {
                 let mut inputs = Vec::with_capacity(photos.len());
@@ -337,7 +350,7 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
     };
 
     // The self-test: a golden photograph and the mask this very bundle gives it.
-    let (_, engine) = engine_of(&sources, graphs.clone(), precision, o.threads)?;
+    let (_, engine) = engine_of(&sources, graphs.clone(), precision, o.shape_fit, o.threads)?;
     let photo = match &o.selftest_image {
         Some(p) => shrink(inference::read_photo(p)?, 640),
         None => {
@@ -385,6 +398,8 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
         }),
         scores,
         selftest: Some(selftest),
+        shape_fit: o.shape_fit,
+        disc_centred_pad: o.disc_centred_pad,
     };
     let bundle = Bundle::new(manifest, graphs)?;
     let key = o.sign.as_deref().map(read_signing_key).transpose()?;

@@ -25,7 +25,7 @@ pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::error::BundleError;
 use crate::metrics::Summary;
-use crate::postprocess::OutputSpec;
+use crate::postprocess::{OutputSpec, ShapeFit};
 use crate::preprocess::PreprocessConfig;
 
 /// First bytes of every bundle.
@@ -33,7 +33,7 @@ pub const MAGIC: [u8; 8] = *b"PAPILLA\0";
 /// Format major version written and read by this build.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version written by this build.
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 /// Conventional file extension.
 pub const EXTENSION: &str = "papilla";
 
@@ -127,6 +127,22 @@ pub struct Manifest {
     pub training: Option<TrainingSummary>,
     pub scores: Vec<TestScores>,
     pub selftest: Option<SelfTest>,
+    /// Format minor 1 (this and the next field): the shape fitted to the segmenter's disc and
+    /// cup. They are the manifest's last fields, so a minor-0 reader stops before them
+    /// (postcard leaves trailing bytes unread), and a minor-0 bundle reads as
+    /// [`ShapeFit::None`] and no padding.
+    pub shape_fit: ShapeFit,
+    /// How far a disc-centred crop is padded, in multiples of its longer side, for the
+    /// segmenter to see the disc at its training scale
+    /// ([`crate::runtime::Framing::DiscCentred`]); `None`: not chosen for this model.
+    pub disc_centred_pad: Option<f32>,
+}
+
+/// The minor-1 fields of [`Manifest`] as a minor-0 bundle implies them.
+#[derive(Serialize)]
+struct Minor1Defaults {
+    shape_fit: ShapeFit,
+    disc_centred_pad: Option<f32>,
 }
 
 /// A model bundle in memory.
@@ -238,8 +254,14 @@ impl Bundle {
             return Err(BundleError::UnsupportedVersion { major, minor, supported: FORMAT_MAJOR });
         }
         let manifest_len = u32::from_le_bytes(r.array("manifest length")?) as usize;
-        let manifest: Manifest = postcard::from_bytes(r.take(manifest_len, "manifest")?)
-            .map_err(BundleError::Manifest)?;
+        let mut manifest_bytes = r.take(manifest_len, "manifest")?.to_vec();
+        if minor == 0 {
+            // Written before the minor-1 fields existed: their defaults complete it.
+            let defaults = Minor1Defaults { shape_fit: ShapeFit::None, disc_centred_pad: None };
+            manifest_bytes.extend(postcard::to_stdvec(&defaults).map_err(BundleError::Encode)?);
+        }
+        let manifest: Manifest =
+            postcard::from_bytes(&manifest_bytes).map_err(BundleError::Manifest)?;
         if manifest.stages.is_empty() {
             return Err(BundleError::Inconsistent("the manifest lists no stage".into()));
         }
@@ -372,6 +394,8 @@ mod tests {
                 summary: Summary { n: 1, disc_dice: 0.5, cup_dice: 0.25, ..Summary::default() },
             }],
             selftest: None,
+            shape_fit: ShapeFit::None,
+            disc_centred_pad: None,
         }
     }
 
@@ -387,7 +411,7 @@ mod tests {
     fn golden_bytes_pin_the_layout() {
         // Regenerate with PAPILLA_BLESS=1 only for a deliberate format change (and bump the
         // format version when old readers could not read the new layout).
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/bundle_v1_signed.hex");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/bundle_v1.1_signed.hex");
         let bytes = golden().to_bytes(Some(&key(7))).unwrap();
         if std::env::var_os("PAPILLA_BLESS").is_some() {
             std::fs::write(path, hex(&bytes) + "\n").unwrap();
@@ -395,7 +419,7 @@ mod tests {
         let expected = std::fs::read_to_string(path).unwrap();
         assert_eq!(hex(&bytes), expected.trim());
         assert_eq!(&bytes[..8], b"PAPILLA\0");
-        assert_eq!(&bytes[8..12], &[1, 0, 0, 0]);
+        assert_eq!(&bytes[8..12], &[1, 0, 1, 0]);
         let m = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
         assert_eq!(&bytes[16 + m..16 + m + 9], b"graph-one");
         assert_eq!(bytes.len(), 16 + m + 9 + 7 + 1 + 32 + 64);
@@ -406,6 +430,37 @@ mod tests {
         assert_eq!(loaded.bundle, golden());
         assert_eq!(loaded.bundle.graph(1), Some(&b"graph-2"[..]));
         assert_eq!(loaded.bundle.manifest().stages[0].graph_sha256, sha256(b"graph-one"));
+    }
+
+    #[test]
+    fn a_minor_0_bundle_reads_without_a_shape_fit_and_minor_1_only_appends() {
+        // The golden bundle of format 1.0, written before `shape_fit` existed.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/bundle_v1_signed.hex");
+        let text = std::fs::read_to_string(path).unwrap();
+        let old: Vec<u8> = (0..text.trim().len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(&old[8..12], &[1, 0, 0, 0]);
+        let loaded =
+            Bundle::from_bytes(&old, &Verification::signed_by(vec![key(7).verifying_key()]))
+                .unwrap();
+        assert_eq!(loaded.bundle, golden());
+        assert_eq!(loaded.bundle.manifest().shape_fit, ShapeFit::None);
+        assert_eq!(loaded.bundle.manifest().disc_centred_pad, None);
+        // A 1.0 reader of a 1.1 bundle reads the same manifest bytes and leaves the additions.
+        let mut fitted = golden_manifest();
+        fitted.shape_fit = ShapeFit::Ellipse;
+        fitted.disc_centred_pad = Some(1.5);
+        let new = Bundle::new(fitted, vec![b"graph-one".to_vec(), b"graph-2".to_vec()])
+            .unwrap()
+            .to_bytes(None)
+            .unwrap();
+        let len = |b: &[u8]| u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+        assert_eq!(len(&new), len(&old) + 6);
+        assert_eq!(&new[16..16 + len(&old)], &old[16..16 + len(&old)]);
+        let added = &new[16 + len(&old)..16 + len(&new)];
+        assert_eq!(added, [&[1u8, 1][..], &1.5f32.to_le_bytes()].concat(), "Ellipse, Some(1.5)");
     }
 
     #[test]
@@ -424,7 +479,7 @@ mod tests {
         bytes[8] = 2;
         let err = Bundle::from_bytes(&bytes, &Verification::integrity_only()).unwrap_err();
         assert!(
-            matches!(err, BundleError::UnsupportedVersion { major: 2, minor: 0, supported: 1 }),
+            matches!(err, BundleError::UnsupportedVersion { major: 2, minor: 1, supported: 1 }),
             "{err}"
         );
     }
@@ -591,6 +646,8 @@ mod tests {
                         expected_mask_png: png,
                         min_agreement: a,
                     }),
+                    shape_fit: if created % 2 == 0 { ShapeFit::None } else { ShapeFit::Ellipse },
+                    disc_centred_pad: (created % 3 == 0).then_some(1.75),
                 };
                 (manifest, graphs)
             })

@@ -65,10 +65,18 @@ impl RoiPolicy {
     /// the same rule for ground truth while training and for a locator's mask at run time.
     /// `None` when `labels` has no disc.
     pub fn crop_for(&self, labels: &LabelMap) -> Option<Rect> {
+        self.crop_for_scaled(labels, labels.width(), labels.height())
+    }
+
+    /// [`Self::crop_for`] in a `width`x`height` photograph of which `labels` is a resized map:
+    /// the box is scaled by the sides' ratios before the crop is placed.
+    pub fn crop_for_scaled(&self, labels: &LabelMap, width: u32, height: u32) -> Option<Rect> {
         let (x0, y0, x1, y1) = disc_box(labels)?;
-        let diameter = (x1 - x0 + 1).max(y1 - y0 + 1) as f32;
-        let (cx, cy) = ((x0 + x1 + 1) as f32 / 2.0, (y0 + y1 + 1) as f32 / 2.0);
-        Some(self.crop_around(cx, cy, diameter, labels.width(), labels.height()))
+        let sx = width as f32 / labels.width() as f32;
+        let sy = height as f32 / labels.height() as f32;
+        let diameter = ((x1 - x0 + 1) as f32 * sx).max((y1 - y0 + 1) as f32 * sy);
+        let (cx, cy) = ((x0 + x1 + 1) as f32 / 2.0 * sx, (y0 + y1 + 1) as f32 / 2.0 * sy);
+        Some(self.crop_around(cx, cy, diameter, width, height))
     }
 }
 

@@ -14,8 +14,8 @@ use crate::bundle::{Bundle, Manifest, Stage, StageRole, Verification};
 use crate::error::{BundleError, PostprocessError, PreprocessError};
 use crate::labels::{Class, LabelMap};
 use crate::metrics::{Measurements, measure};
-use crate::postprocess::postprocess;
-use crate::preprocess::{Rect, Tensor4, preprocess};
+use crate::postprocess::{ShapeFit, clean, fit_ellipses, postprocess};
+use crate::preprocess::{Geometry, Rect, Tensor4, preprocess};
 
 /// Why the runtime could not load or run a model.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,19 @@ pub enum RuntimeError {
     Preprocess(#[from] PreprocessError),
     #[error(transparent)]
     Postprocess(#[from] PostprocessError),
+    #[error("{0}")]
+    Framing(String),
+}
+
+/// What a photograph shows, which decides how the runtime frames the disc.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Framing {
+    /// A whole fundus photograph: the locator (if the bundle has one) finds the disc.
+    Fundus,
+    /// A crop already centred on the disc that fills most of it (RIM-ONE DL, Drishti-GS
+    /// crops): the locator is skipped and the crop is padded to `pad` times its longer side
+    /// (see [`Engine::segment_framed`]); `None` takes the bundle's own padding.
+    DiscCentred { pad: Option<f32> },
 }
 
 /// A raw output of a graph: values and NCHW shape.
@@ -215,21 +228,124 @@ impl Engine {
         run_first(s, input, &self.executor)
     }
 
-    /// Segments one photograph through every stage.
+    /// Segments one whole fundus photograph through every stage.
     pub fn segment(&self, image: &RgbImage) -> Result<Segmentation, RuntimeError> {
+        self.segment_framed(image, Framing::Fundus)
+    }
+
+    /// Segments a photograph framed as `framing` says.
+    pub fn segment_framed(
+        &self,
+        image: &RgbImage,
+        framing: Framing,
+    ) -> Result<Segmentation, RuntimeError> {
+        match framing {
+            Framing::Fundus => self.segment_fundus(image),
+            Framing::DiscCentred { pad } => self.segment_disc_centred(image, pad),
+        }
+    }
+
+    /// The segmenter alone on a canvas `pad` times the crop's longer side, the crop in its
+    /// middle and the rest mirrored outwards from the crop's edges, so the disc sits in as
+    /// much surrounding retina as the segmenter was trained with; the mask is cut back.
+    fn segment_disc_centred(
+        &self,
+        image: &RgbImage,
+        pad: Option<f32>,
+    ) -> Result<Segmentation, RuntimeError> {
+        let Some(pad) = pad.or(self.manifest.disc_centred_pad) else {
+            return Err(RuntimeError::Framing(
+                "this bundle does not say how to pad disc-centred crops; give the padding".into(),
+            ));
+        };
+        if !(pad.is_finite() && (1.0..=8.0).contains(&pad)) {
+            return Err(RuntimeError::Framing(format!(
+                "the padding of a disc-centred crop must be between 1 and 8, not {pad}"
+            )));
+        }
+        let (w, h) = image.dimensions();
+        if w == 0 || h == 0 {
+            return Err(RuntimeError::Framing("the photograph is empty".into()));
+        }
+        let side = (w.max(h) as f32 * pad).round() as u32;
+        let (ox, oy) = ((side - w) / 2, (side - h) / 2);
+        let canvas = RgbImage::from_fn(side, side, |x, y| {
+            *image.get_pixel(mirror(x as i64 - ox as i64, w), mirror(y as i64 - oy as i64, h))
+        });
+        let mut times = StageTimes::default();
+        let roi = Some(Rect::full(side, side));
+        let mask = self.run_stage(&self.segmenter, &canvas, roi, &mut times)?;
+        let mut cut = LabelMap::filled(w, h, Class::Background);
+        for y in 0..h {
+            for x in 0..w {
+                cut.set(x, y, mask.get(ox + x, oy + y));
+            }
+        }
+        let mask = self.fit(clean(&cut), &mut times);
+        let found = mask.count(Class::Background) < mask.classes().len();
+        Ok(finish(mask, None, found, times))
+    }
+
+    /// The bundle's shape fit, if any.
+    fn fit(&self, mask: LabelMap, times: &mut StageTimes) -> LabelMap {
+        match self.manifest.shape_fit {
+            ShapeFit::None => mask,
+            ShapeFit::Ellipse => {
+                let t = Instant::now();
+                let fitted = fit_ellipses(&mask);
+                times.postprocess += t.elapsed();
+                fitted
+            }
+        }
+    }
+
+    fn segment_fundus(&self, image: &RgbImage) -> Result<Segmentation, RuntimeError> {
         let mut times = StageTimes::default();
         let mut roi = None;
         if let Some(loc) = &self.locator {
-            let coarse = self.run_stage(loc, image, None, &mut times)?;
-            let policy = self.segmenter.stage.preprocess.roi.expect("checked in new");
-            match policy.crop_for(&coarse) {
+            match self.locate(loc, image, &mut times)? {
                 Some(r) => roi = Some(r),
-                None => return Ok(finish(coarse, None, false, times)),
+                None => {
+                    let (w, h) = image.dimensions();
+                    let none = LabelMap::filled(w, h, Class::Background);
+                    return Ok(finish(none, None, false, times));
+                }
             }
         }
         let mask = self.run_stage(&self.segmenter, image, roi, &mut times)?;
+        let mask = self.fit(mask, &mut times);
         let found = mask.count(Class::Background) < mask.classes().len();
         Ok(finish(mask, roi, found, times))
+    }
+
+    /// The segmenter's crop around the disc the locator finds, or `None` without a disc. The
+    /// locator's scores are post-processed on a map of the photograph no larger than four
+    /// times the locator's input (all of it for REFUGE's 512 px images): only the disc's box
+    /// is needed, and a full-size map of a 12-megapixel frame would cost more than the model.
+    fn locate(
+        &self,
+        loc: &LoadedStage,
+        image: &RgbImage,
+        times: &mut StageTimes,
+    ) -> Result<Option<Rect>, RuntimeError> {
+        let t = Instant::now();
+        let (input, geometry) = preprocess(image, &loc.stage.preprocess, None)?;
+        times.preprocess += t.elapsed();
+        let t = Instant::now();
+        let out = run_first(loc, &input, &self.executor)?;
+        times.inference += t.elapsed();
+        let t = Instant::now();
+        let (w, h) = image.dimensions();
+        let limit = 4 * geometry.network.0.max(geometry.network.1);
+        let scale = (limit as f64 / w.max(h) as f64).min(1.0);
+        let small = |n: u32| ((n as f64 * scale).round() as u32).max(1);
+        let (sw, sh) = (small(w), small(h));
+        let map_geometry = Geometry { original: (sw, sh), crop: Rect::full(sw, sh), ..geometry };
+        let map = postprocess(&out.data, &out.shape, &loc.stage.output, &map_geometry)?;
+        let policy = self.segmenter.stage.preprocess.roi.expect("checked in new");
+        let roi = policy.crop_for_scaled(&map, w, h);
+        times.postprocess += t.elapsed();
+        Ok(roi)
     }
 
     fn run_stage(
@@ -250,6 +366,18 @@ impl Engine {
         times.postprocess += t.elapsed();
         Ok(mask)
     }
+}
+
+/// Index into `0..n` of position `i`, reflected at the edges without repeating the edge pixel
+/// (`-1` reads `1`), periodically for any `i`.
+fn mirror(i: i64, n: u32) -> u32 {
+    let n = n as i64;
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let r = i.rem_euclid(period);
+    (if r < n { r } else { period - r }) as u32
 }
 
 fn run_first(
@@ -309,5 +437,19 @@ impl Engine {
             agreement: same as f64 / got.classes().len().max(1) as f64,
             required: t.min_agreement,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mirror;
+
+    #[test]
+    fn mirror_reflects_without_repeating_the_edge_and_wraps_far_out() {
+        let got: Vec<u32> = (-4..8).map(|i| mirror(i, 4)).collect();
+        // positions -4..8 over 0 1 2 3: ... 2 1 | 0 1 2 3 | 2 1 0 1 ...
+        assert_eq!(got, [2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]);
+        assert_eq!(mirror(-100, 1), 0);
+        assert_eq!(mirror(1_000_003, 4), mirror(1_000_003 % 6, 4));
     }
 }

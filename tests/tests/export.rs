@@ -16,7 +16,7 @@ use clap::Parser;
 use papilla_host::cli::{Cli, Command as Cmd};
 use papilla_shared::bundle::{Bundle, Verification};
 use papilla_shared::preprocess::{Tensor4, preprocess};
-use papilla_shared::runtime::{Engine, Output, RuntimeError};
+use papilla_shared::runtime::{Engine, Framing, Output, RuntimeError};
 use papilla_shared::synth::{SynthParams, generate};
 
 struct Fixture {
@@ -373,8 +373,15 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
     let photo = f.root.join("photo.png");
     let s = generate(&SynthParams::random(120, 100, 11));
     s.image.save(&photo).unwrap();
-    let rec =
-        papilla_device::segment::exam(&engine, &photo, &out, 0.6, &Default::default()).unwrap();
+    let rec = papilla_device::segment::exam(
+        &engine,
+        &photo,
+        &out,
+        0.6,
+        &Default::default(),
+        Framing::Fundus,
+    )
+    .unwrap();
     let r = &rec.findings;
     assert_eq!((r.width, r.height), (120, 100));
     let mask = image::open(&rec.mask).unwrap().to_luma8();
@@ -396,9 +403,16 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
         c.into_inner()
     };
     std::fs::write(&bad, &jpeg[..jpeg.len() / 3]).unwrap();
-    let err = papilla_device::segment::exam(&engine, &bad, &out, 0.6, &Default::default())
-        .unwrap_err()
-        .to_string();
+    let err = papilla_device::segment::exam(
+        &engine,
+        &bad,
+        &out,
+        0.6,
+        &Default::default(),
+        Framing::Fundus,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("broken.jpg"), "{err}");
     assert_eq!(image::open(&rec.mask).unwrap().to_luma8(), mask);
     let missing = papilla_device::segment::load(&f.root.join("nope.papilla"), 1).unwrap_err();
@@ -428,4 +442,41 @@ fn shipped_model_passes_its_self_test_and_finds_the_disc_on_the_shipped_samples(
         let v = seg.measurements.vcdr;
         assert!((0.2..0.7).contains(&v), "{file}: vCDR {v}");
     }
+}
+
+#[test]
+fn a_disc_centred_crop_of_a_shipped_sample_gives_the_same_disc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let engine = engine(&root.join(papilla_device::segment::SHIPPED_MODEL));
+    let photo = image::open(root.join("samples/wikimedia_haggstrom_normal_left_eye_1411.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let whole = engine.segment(&photo).unwrap();
+    let (x0, y0, x1, y1) = papilla_shared::preprocess::disc_box(&whole.mask).unwrap();
+    // A RIM-ONE-like crop: square, centred on the disc, 1.35 disc diameters wide.
+    let side = (x1 - x0).max(y1 - y0) * 135 / 100;
+    let (cx, cy) = ((x0 + x1) / 2, (y0 + y1) / 2);
+    let (left, top) = (cx - side / 2, cy - side / 2);
+    let crop = image::imageops::crop_imm(&photo, left, top, side, side).to_image();
+
+    let seg = engine.segment_framed(&crop, Framing::DiscCentred { pad: None }).unwrap();
+    assert!(seg.disc_found);
+    assert_eq!(seg.roi, None, "no locator crop");
+    assert_eq!(seg.mask.dimensions(), (side, side));
+    let (mut both, mut either) = (0usize, 0usize);
+    for y in 0..side {
+        for x in 0..side {
+            let a = seg.mask.get(x, y) != papilla_shared::Class::Background;
+            let b = whole.mask.get(left + x, top + y) != papilla_shared::Class::Background;
+            both += usize::from(a && b);
+            either += usize::from(a || b);
+        }
+    }
+    let iou = both as f64 / either as f64;
+    assert!(iou > 0.8, "disc IoU against the whole-photograph road: {iou}");
+    let (v, w) = (seg.measurements.vcdr, whole.measurements.vcdr);
+    assert!((v - w).abs() < 0.15, "vCDR {v} on the crop, {w} on the photograph");
+
+    let err = engine.segment_framed(&crop, Framing::DiscCentred { pad: Some(0.5) }).unwrap_err();
+    assert!(err.to_string().contains("between 1 and 8"), "{err}");
 }

@@ -553,5 +553,11 @@ mod tests {
         // Centre (53, 35), diameter 10 -> side 30.
         assert_eq!(p.crop_for(&m), Some(Rect { x: 38, y: 20, width: 30, height: 30 }));
         assert_eq!(p.crop_for(&LabelMap::filled(5, 5, Class::Background)), None);
+        // The same map standing for a photograph four times as large: box, centre and side
+        // scale with it (centre (212, 140), diameter 40 -> side 120).
+        assert_eq!(
+            p.crop_for_scaled(&m, 400, 320),
+            Some(Rect { x: 152, y: 80, width: 120, height: 120 })
+        );
     }
 }

@@ -162,13 +162,14 @@ pub enum ShapeFit {
 /// cup of under 5 pixels, or a degenerate one, keeps its pixels inside the new disc.
 pub fn fit_ellipses(labels: &LabelMap) -> LabelMap {
     let (w, h) = labels.dimensions();
-    let disc = labels.disc_mask();
-    let Some(disc_fit) = Ellipse::of(&disc, w, h) else {
+    // Moments are summed over the disc's box only: a camera frame has millions of pixels.
+    let Some(bbox) = crate::preprocess::disc_box(labels) else {
         return labels.clone();
     };
-    let cup = labels.cup_mask();
-    let cup_fit =
-        if cup.iter().filter(|&&c| c).count() >= 5 { Ellipse::of(&cup, w, h) } else { None };
+    let Some(disc_fit) = Ellipse::of(labels, bbox, |c| c != Class::Background) else {
+        return labels.clone();
+    };
+    let cup_fit = Ellipse::of(labels, bbox, |c| c == Class::Cup).filter(|e| e.n >= 5.0);
     let mut out = LabelMap::filled(w, h, Class::Background);
     let (x0, y0, x1, y1) = disc_fit.bounds(w, h);
     for y in y0..y1 {
@@ -178,7 +179,7 @@ pub fn fit_ellipses(labels: &LabelMap) -> LabelMap {
             }
             let in_cup = match &cup_fit {
                 Some(e) => e.contains(x, y),
-                None => cup[(y * w + x) as usize],
+                None => labels.get(x, y) == Class::Cup,
             };
             out.set(x, y, if in_cup { Class::Cup } else { Class::Rim });
         }
@@ -198,14 +199,22 @@ struct Ellipse {
     ry: f64,
     inv: [f64; 3],
     k: f64,
+    /// Pixels of the mask it was fitted to.
+    n: f64,
 }
 
 impl Ellipse {
-    fn of(mask: &[bool], w: u32, h: u32) -> Option<Self> {
+    /// The ellipse of the pixels of `labels` inside the inclusive box `(x0, y0, x1, y1)` whose
+    /// class passes `member`.
+    fn of(
+        labels: &LabelMap,
+        (x0, y0, x1, y1): (u32, u32, u32, u32),
+        member: impl Fn(Class) -> bool,
+    ) -> Option<Self> {
         let (mut n, mut sx, mut sy) = (0f64, 0f64, 0f64);
-        for y in 0..h {
-            for x in 0..w {
-                if mask[(y * w + x) as usize] {
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                if member(labels.get(x, y)) {
                     n += 1.0;
                     sx += x as f64;
                     sy += y as f64;
@@ -217,9 +226,9 @@ impl Ellipse {
         }
         let (cx, cy) = (sx / n, sy / n);
         let (mut xx, mut xy, mut yy) = (0f64, 0f64, 0f64);
-        for y in 0..h {
-            for x in 0..w {
-                if mask[(y * w + x) as usize] {
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                if member(labels.get(x, y)) {
                     let (dx, dy) = (x as f64 - cx, y as f64 - cy);
                     xx += dx * dx;
                     xy += dx * dy;
@@ -241,6 +250,7 @@ impl Ellipse {
             ry: (k * yy).sqrt(),
             inv: [yy / det, -xy / det, xx / det],
             k,
+            n,
         })
     }
 

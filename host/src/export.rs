@@ -278,7 +278,7 @@ fn engine_of(
 
 /// `papilla export`.
 pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
-    if let Some(p) = o.disc_centred_pad.filter(|p| !(p.is_finite() && (1.0..=8.0).contains(p))) {
+    if let Some(p) = o.disc_centred_pad.filter(|p| !runtime::DISC_CENTRED_PADS.contains(p)) {
         return Err(ExportError::DiscCentredPad(p));
     }
     let mut seg = load_source(&o.checkpoint, StageRole::Segmenter)?;

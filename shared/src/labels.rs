@@ -161,7 +161,7 @@ impl LabelMap {
     }
 
     /// Nearest-neighbour resize with pixel-centre sampling, the same rule as
-    /// [`crate::preprocess::Geometry::to_original`].
+    /// [`crate::preprocess::Geometry::to_network`].
     pub fn resize_nearest(&self, width: u32, height: u32) -> LabelMap {
         let mut out = Vec::with_capacity(width as usize * height as usize);
         for y in 0..height {

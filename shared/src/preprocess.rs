@@ -198,26 +198,6 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Maps a network-sized class map back onto the photograph by nearest neighbour at pixel
-    /// centres; pixels outside the crop are background.
-    ///
-    /// Panics if `net` is not network-sized: the caller made it from this geometry.
-    pub fn to_original(&self, net: &LabelMap) -> LabelMap {
-        assert_eq!(net.dimensions(), self.network, "class map is not network-sized");
-        let (w, h) = self.original;
-        let c = self.crop;
-        let mut out = LabelMap::filled(w, h, Class::Background);
-        let xs: Vec<u32> =
-            (0..c.width).map(|i| nearest_source(i, c.width, self.network.0)).collect();
-        for j in 0..c.height {
-            let sy = nearest_source(j, c.height, self.network.1);
-            for (i, &sx) in xs.iter().enumerate() {
-                out.set(c.x + i as u32, c.y + j, net.get(sx, sy));
-            }
-        }
-        out
-    }
-
     /// Crops and resizes a photograph-sized class map to the network input (nearest
     /// neighbour): the training target that matches [`preprocess`]'s input.
     pub fn to_network(&self, labels: &LabelMap) -> LabelMap {
@@ -231,13 +211,6 @@ impl Geometry {
             }
         }
         LabelMap::from_classes(nw, nh, data).expect("length is nw * nh")
-    }
-
-    /// A point of the network input in photograph coordinates (continuous pixel units).
-    pub fn to_original_point(&self, x: f32, y: f32) -> (f32, f32) {
-        let sx = self.crop.width as f32 / self.network.0 as f32;
-        let sy = self.crop.height as f32 / self.network.1 as f32;
-        (self.crop.x as f32 + x * sx, self.crop.y as f32 + y * sy)
     }
 }
 
@@ -490,14 +463,15 @@ mod tests {
         let roi = Rect { x: 4, y: 2, width: 4, height: 4 };
         let (t, g) = preprocess(&img, &PreprocessConfig::square(8), Some(roi)).unwrap();
         assert!(t.data.iter().all(|&v| (v - 1.0).abs() < 1e-6), "crop is all white");
-        let net = LabelMap::filled(8, 8, Class::Cup);
-        let back = g.to_original(&net);
+        // Cup scores everywhere on the network input come back as the crop, in place.
+        let scores: Vec<f32> = [1.0, 0.0, 0.0].iter().flat_map(|&v| [v; 64]).collect();
+        let spec = crate::postprocess::OutputSpec::seed();
+        let back = crate::postprocess::postprocess(&scores, &[1, 3, 8, 8], &spec, &g).unwrap();
         assert_eq!(back.dimensions(), (10, 8));
         assert_eq!(back.count(Class::Cup), 16);
         assert_eq!(back.get(4, 2), Class::Cup);
         assert_eq!(back.get(3, 2), Class::Background);
         assert_eq!(back.get(8, 5), Class::Background);
-        assert_eq!(g.to_original_point(4.0, 4.0), (6.0, 4.0));
 
         let outside = Rect { x: 8, y: 0, width: 4, height: 4 };
         let err = preprocess(&img, &PreprocessConfig::square(8), Some(outside)).unwrap_err();
@@ -505,12 +479,12 @@ mod tests {
     }
 
     #[test]
-    fn to_network_then_to_original_is_identity_at_equal_size() {
+    fn to_network_is_identity_at_equal_size() {
         let mut m = LabelMap::filled(6, 4, Class::Background);
         m.set(2, 1, Class::Rim);
         m.set(3, 2, Class::Cup);
         let g = Geometry { original: (6, 4), crop: Rect::full(6, 4), network: (6, 4) };
-        assert_eq!(g.to_original(&g.to_network(&m)), m);
+        assert_eq!(g.to_network(&m), m);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum RuntimeError {
     Framing(String),
 }
 
+/// The paddings a disc-centred crop may have, in multiples of its longer side.
+pub const DISC_CENTRED_PADS: std::ops::RangeInclusive<f32> = 1.0..=8.0;
+
 /// What a photograph shows, which decides how the runtime frames the disc.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Framing {
@@ -258,7 +261,7 @@ impl Engine {
                 "this bundle does not say how to pad disc-centred crops; give the padding".into(),
             ));
         };
-        if !(pad.is_finite() && (1.0..=8.0).contains(&pad)) {
+        if !DISC_CENTRED_PADS.contains(&pad) {
             return Err(RuntimeError::Framing(format!(
                 "the padding of a disc-centred crop must be between 1 and 8, not {pad}"
             )));
@@ -328,12 +331,7 @@ impl Engine {
         image: &RgbImage,
         times: &mut StageTimes,
     ) -> Result<Option<Rect>, RuntimeError> {
-        let t = Instant::now();
-        let (input, geometry) = preprocess(image, &loc.stage.preprocess, None)?;
-        times.preprocess += t.elapsed();
-        let t = Instant::now();
-        let out = run_first(loc, &input, &self.executor)?;
-        times.inference += t.elapsed();
+        let (out, geometry) = self.infer(loc, image, None, times)?;
         let t = Instant::now();
         let (w, h) = image.dimensions();
         let limit = 4 * geometry.network.0.max(geometry.network.1);
@@ -348,6 +346,7 @@ impl Engine {
         Ok(roi)
     }
 
+    /// One stage's mask on the photograph.
     fn run_stage(
         &self,
         s: &LoadedStage,
@@ -355,16 +354,28 @@ impl Engine {
         roi: Option<Rect>,
         times: &mut StageTimes,
     ) -> Result<LabelMap, RuntimeError> {
+        let (out, geometry) = self.infer(s, image, roi, times)?;
+        let t = Instant::now();
+        let mask = postprocess(&out.data, &out.shape, &s.stage.output, &geometry)?;
+        times.postprocess += t.elapsed();
+        Ok(mask)
+    }
+
+    /// One stage's raw output and the geometry of its input.
+    fn infer(
+        &self,
+        s: &LoadedStage,
+        image: &RgbImage,
+        roi: Option<Rect>,
+        times: &mut StageTimes,
+    ) -> Result<(Output, Geometry), RuntimeError> {
         let t = Instant::now();
         let (input, geometry) = preprocess(image, &s.stage.preprocess, roi)?;
         times.preprocess += t.elapsed();
         let t = Instant::now();
         let out = run_first(s, &input, &self.executor)?;
         times.inference += t.elapsed();
-        let t = Instant::now();
-        let mask = postprocess(&out.data, &out.shape, &s.stage.output, &geometry)?;
-        times.postprocess += t.elapsed();
-        Ok(mask)
+        Ok((out, geometry))
     }
 }
 

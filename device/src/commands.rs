@@ -75,10 +75,7 @@ pub fn segment(args: &SegmentArgs) -> Result<u8> {
     let engine =
         segment::load(&bundle, args.threads).map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
     let decode = DecodeOptions { min_side: args.decode_min_side, ..Default::default() };
-    let framing = match args.disc_centred {
-        Some(pad) => Framing::DiscCentred { pad },
-        None => Framing::Fundus,
-    };
+    let framing = Framing::from_disc_centred(args.disc_centred);
     let mut failed = 0;
     for image in &args.images {
         match segment::exam(&engine, image, &args.out, args.refer_vcdr, &decode, framing) {

@@ -245,14 +245,6 @@ where
     Ok(masks)
 }
 
-/// The runtime's framing for `--disc-centred`.
-fn framing(disc_centred: Option<Option<f32>>) -> Framing {
-    match disc_centred {
-        Some(pad) => Framing::DiscCentred { pad },
-        None => Framing::Fundus,
-    }
-}
-
 /// A sample's photograph at its ground truth's size (the loader resized it the same way).
 fn photo_at_truth_size(s: &Sample) -> Result<image::RgbImage, AppError> {
     let photo = inference::read_photo(&s.image_path)?;
@@ -276,7 +268,7 @@ fn evaluate_bundle(
     let masks = segment_all(
         &engine,
         &samples,
-        framing(args.disc_centred),
+        Framing::from_disc_centred(args.disc_centred),
         args.threads,
         photo_at_truth_size,
     )?;
@@ -376,7 +368,7 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
     if is_bundle(&args.model) {
         let engine = load_engine(&args.model, 1)?;
         photos = inference::list_photos(&args.input)?;
-        let framing = framing(args.disc_centred);
+        let framing = Framing::from_disc_centred(args.disc_centred);
         let all = segment_all(&engine, &photos, framing, args.threads, |p| {
             Ok(inference::read_photo(p)?)
         })?;

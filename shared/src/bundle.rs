@@ -138,13 +138,6 @@ pub struct Manifest {
     pub disc_centred_pad: Option<f32>,
 }
 
-/// The minor-1 fields of [`Manifest`] as a minor-0 bundle implies them.
-#[derive(Serialize)]
-struct Minor1Defaults {
-    shape_fit: ShapeFit,
-    disc_centred_pad: Option<f32>,
-}
-
 /// A model bundle in memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bundle {
@@ -256,8 +249,9 @@ impl Bundle {
         let manifest_len = u32::from_le_bytes(r.array("manifest length")?) as usize;
         let mut manifest_bytes = r.take(manifest_len, "manifest")?.to_vec();
         if minor == 0 {
-            // Written before the minor-1 fields existed: their defaults complete it.
-            let defaults = Minor1Defaults { shape_fit: ShapeFit::None, disc_centred_pad: None };
+            // Written before the minor-1 fields existed: their defaults complete it (postcard
+            // encodes a tuple as it does the struct fields in order).
+            let defaults = (ShapeFit::None, None::<f32>);
             manifest_bytes.extend(postcard::to_stdvec(&defaults).map_err(BundleError::Encode)?);
         }
         let manifest: Manifest =

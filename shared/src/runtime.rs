@@ -50,6 +50,16 @@ pub enum Framing {
     DiscCentred { pad: Option<f32> },
 }
 
+impl Framing {
+    /// The framing a `--disc-centred [PAD]` option asks for (`None`: the option is absent).
+    pub fn from_disc_centred(option: Option<Option<f32>>) -> Self {
+        match option {
+            Some(pad) => Framing::DiscCentred { pad },
+            None => Framing::Fundus,
+        }
+    }
+}
+
 /// A raw output of a graph: values and NCHW shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {

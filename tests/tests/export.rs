@@ -94,6 +94,15 @@ fn fixture() -> &'static Fixture {
 }
 
 /// `papilla export` with extra flags; returns the bundle path.
+/// The error `papilla export` must give for `checkpoint` with `extra` flags.
+fn export_error(checkpoint: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut a = vec!["export", "--checkpoint", checkpoint.to_str().unwrap()];
+    a.extend(["--out", out.to_str().unwrap()]);
+    a.extend_from_slice(extra);
+    let Cmd::Export(e) = cli(&a) else { panic!("export") };
+    papilla_host::app::export(&e).unwrap_err().to_string()
+}
+
 fn export(name: &str, checkpoint: &Path, extra: &[&str]) -> PathBuf {
     let f = fixture();
     let out = f.root.join(format!("{name}.papilla"));
@@ -204,33 +213,13 @@ fn coarse_to_fine_bundle_runs_both_stages_and_crops_around_the_disc() {
     assert!(m.selftest.is_some());
     assert!(engine.self_test().unwrap().unwrap().passed());
     // A second stage without its locator is refused, naming the remedy.
-    let Cmd::Export(e) = cli(&[
-        "export",
-        "--checkpoint",
-        f.second.to_str().unwrap(),
-        "--out",
-        f.root.join("x.papilla").to_str().unwrap(),
-    ]) else {
-        panic!()
-    };
-    let err = papilla_host::app::export(&e).unwrap_err().to_string();
+    let err = export_error(&f.second, &f.root.join("x.papilla"), &[]);
     assert!(err.contains("--locator"), "{err}");
     // --roi-context replaces the run-time crop side; a first-stage model has no crop to change.
     let wide = export("c2f-wide", &f.second, &["--locator", loc, "--roi-context", "3.5"]);
     let ctx = |b: &Path| self::engine(b).manifest().stages[1].preprocess.roi.unwrap().context;
     assert_eq!((ctx(&bundle), ctx(&wide)), (3.0, 3.5), "trained with --roi-context 3");
-    let Cmd::Export(e) = cli(&[
-        "export",
-        "--checkpoint",
-        f.run.to_str().unwrap(),
-        "--out",
-        f.root.join("y.papilla").to_str().unwrap(),
-        "--roi-context",
-        "2",
-    ]) else {
-        panic!()
-    };
-    let err = papilla_host::app::export(&e).unwrap_err().to_string();
+    let err = export_error(&f.run, &f.root.join("y.papilla"), &["--roi-context", "2"]);
     assert!(err.contains("--roi-context"), "{err}");
     // Wherever the locator finds a disc, the segmenter's crop contains the true disc centre;
     // and it must find most of them.

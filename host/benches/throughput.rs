@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
 use papilla_host::model::UNetConfig;
-use papilla_host::training::{loss, target_batch};
+use papilla_host::training::{LossKind, loss, target_batch};
 use papilla_shared::labels::{Class, LabelMap};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -50,7 +50,7 @@ fn bench(size: usize, base: usize, batch: usize, train_steps: usize, infer_runs:
         );
         let y = target_batch(&targets, 3, &train_device);
         let t = Instant::now();
-        let l = loss(model.forward(x), y, 0.0);
+        let l = loss(model.forward(x), y, 0.0, LossKind::ClassDice);
         let grads = GradientsParams::from_grads(l.backward(), &model);
         model = optim.step(1e-3, model, grads);
         train_device.sync().expect("the device finishes its work"); // time all of the step

@@ -11,8 +11,8 @@ use thiserror::Error;
 
 use crate::augment::AugmentConfig;
 use crate::cli::{
-    ActTypeArg, BackendArg, CalibMethodArg, EvaluateArgs, ExportArgs, Int8FormArg, OptimizerArg,
-    PredictArgs, ShapeFitArg, SynthArgs, TrainArgs, UpsamplingArg, WeightScalesArg,
+    ActTypeArg, BackendArg, CalibMethodArg, EvaluateArgs, ExportArgs, Int8FormArg, LossArg,
+    OptimizerArg, PredictArgs, ShapeFitArg, SynthArgs, TrainArgs, UpsamplingArg, WeightScalesArg,
 };
 use crate::data::{self, DataError, LoadReport, Sample};
 use crate::export::{CalibMethod, ExportError, ExportOptions, ExportReport};
@@ -20,7 +20,7 @@ use crate::inference::{self, InferError};
 use crate::model::{UNetConfig, Upsampling};
 use crate::onnx::{ActType, Form, WeightScales};
 use crate::score::ScoreReport;
-use crate::training::{self, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
+use crate::training::{self, LossKind, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
 use papilla_shared::bundle::Verification;
 use papilla_shared::postprocess::ShapeFit;
 use papilla_shared::preprocess::{PreprocessConfig, RoiPolicy};
@@ -104,12 +104,24 @@ pub fn load_folders(
     config: &PreprocessConfig,
     threads: usize,
 ) -> Result<Vec<Sample>, AppError> {
+    let loaded = load_folders_with(dirs, rimone_split, config, threads, &|_| ())?;
+    Ok(loaded.into_iter().map(|(s, ())| s).collect())
+}
+
+/// [`load_folders`], handing each photograph to `with_photo` while it is decoded.
+fn load_folders_with<T: Send>(
+    dirs: &[PathBuf],
+    rimone_split: &str,
+    config: &PreprocessConfig,
+    threads: usize,
+    with_photo: &(dyn Fn(&image::RgbImage) -> T + Sync),
+) -> Result<Vec<(Sample, T)>, AppError> {
     let mut all = Vec::new();
     for dir in dirs {
-        let (samples, report): (Vec<Sample>, LoadReport) =
-            data::load_dir(dir, rimone_split, config, threads)?;
+        let (loaded, report): (Vec<(Sample, T)>, LoadReport) =
+            data::load_dir_with(dir, rimone_split, config, threads, with_photo)?;
         eprintln!("{}: {}", dir.display(), report.summary());
-        all.extend(samples);
+        all.extend(loaded);
     }
     Ok(all)
 }
@@ -154,9 +166,17 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
     })
     .with_weight_decay(args.weight_decay)
     .with_ce_weight(args.ce_weight)
+    .with_loss(loss_kind(args.loss.unwrap_or(LossArg::Dice)))
     .with_val_fraction(args.val_fraction)
     .with_seed(args.seed)
     .with_checkpoint_every(args.checkpoint_every)
+}
+
+fn loss_kind(arg: LossArg) -> LossKind {
+    match arg {
+        LossArg::Dice => LossKind::ClassDice,
+        LossArg::Nested => LossKind::NestedDice,
+    }
 }
 
 /// `papilla train`.
@@ -166,6 +186,16 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
         let mut c = training::load_config(&args.out)?;
         if let Some(e) = args.epochs {
             c.epochs = e;
+        }
+        if let Some(l) = args.loss {
+            c.loss = loss_kind(l);
+        }
+        if let (Some(context), Some(roi)) = (args.roi_context, c.preprocess.roi.as_mut()) {
+            roi.context = context;
+        }
+        if let Some(lr) = args.restart_lr {
+            c.lr = lr;
+            c.cycle_start = training::completed_epochs(&args.out)?;
         }
         c
     } else {
@@ -262,16 +292,18 @@ fn evaluate_bundle(
     dirs: &[PathBuf],
 ) -> Result<(ScoreReport, Vec<Sample>, Vec<papilla_shared::LabelMap>), AppError> {
     let engine = load_engine(&args.model, 1)?;
-    // Tiny network inputs: only names, paths and ground truth are used.
+    let framing = Framing::from_disc_centred(args.disc_centred);
+    // Segmented on the loading threads, as each photograph is decoded; tiny network inputs,
+    // as only names, paths and ground truth are used from the samples.
+    let segment = |photo: &image::RgbImage| engine.segment_framed(photo, framing).map(|s| s.mask);
     let split = args.rimone_split.name();
-    let samples = load_folders(dirs, split, &PreprocessConfig::square(16), args.threads)?;
-    let masks = segment_all(
-        &engine,
-        &samples,
-        Framing::from_disc_centred(args.disc_centred),
-        args.threads,
-        photo_at_truth_size,
-    )?;
+    let loaded =
+        load_folders_with(dirs, split, &PreprocessConfig::square(16), args.threads, &segment)?;
+    let (mut samples, mut masks) = (Vec::new(), Vec::new());
+    for (sample, mask) in loaded {
+        masks.push(mask.map_err(InferError::from)?);
+        samples.push(sample);
+    }
     let report = inference::score_masks(&samples, &masks);
     Ok((report, samples, masks))
 }

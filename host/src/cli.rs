@@ -82,6 +82,14 @@ pub enum OptimizerArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LossArg {
+    /// Soft Dice of each class (cup, rim, background) over the batch (the seed recipe).
+    Dice,
+    /// Soft Dice of the disc and of the cup per image, as the REFUGE metrics score them.
+    Nested,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UpsamplingArg {
     /// 2x2 transposed convolutions.
     Transpose,
@@ -125,9 +133,14 @@ pub struct TrainArgs {
     pub batch: usize,
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
-    /// Continue the run in --out from its last checkpoint (its config.json wins).
+    /// Continue the run in --out from its last checkpoint. Its config.json wins, except for
+    /// --epochs, --restart-lr and, when given, --loss and --roi-context.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: begin a new cosine cycle (warm-up, then cosine to zero at --epochs) at
+    /// the last completed epoch, peaking at this learning rate (a warm restart).
+    #[arg(long, value_name = "LR", requires = "resume")]
+    pub restart_lr: Option<f64>,
     /// Explicit validation folder (repeatable); otherwise --val-fraction of the training data.
     #[arg(long, value_name = "DIR")]
     pub val: Vec<PathBuf>,
@@ -148,6 +161,9 @@ pub struct TrainArgs {
     /// Weight of a cross-entropy term added to the Dice loss.
     #[arg(long, default_value_t = 0.0)]
     pub ce_weight: f64,
+    /// What the Dice loss measures (default: dice, the seed's).
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
     /// UNet downsamplings.
     #[arg(long, default_value_t = 4)]
     pub depth: usize,
@@ -409,6 +425,22 @@ mod tests {
         let Command::Train(t) = cli.command else { panic!("train") };
         assert_eq!(t.data.len(), 2);
         assert_eq!((t.epochs, t.size, t.batch, t.resume), (Some(3), 256, 2, true));
+    }
+
+    #[test]
+    fn a_warm_restart_needs_resume_and_the_loss_is_unset_unless_given() {
+        let train = |extra: &[&str]| {
+            let args = ["papilla", "train", "--data", "d", "--out", "r"];
+            let cli = Cli::try_parse_from(args.iter().chain(extra))?;
+            let Command::Train(t) = cli.command else { panic!("train") };
+            Ok::<_, clap::Error>((t.restart_lr, t.loss))
+        };
+        assert_eq!(train(&[]).unwrap(), (None, None));
+        assert!(train(&["--restart-lr", "0.001"]).is_err(), "--restart-lr without --resume");
+        assert_eq!(
+            train(&["--resume", "--restart-lr", "0.001", "--loss", "nested"]).unwrap(),
+            (Some(0.001), Some(LossArg::Nested))
+        );
     }
 
     #[test]

@@ -280,6 +280,17 @@ pub fn load_pair(
     prefix: &str,
     config: &PreprocessConfig,
 ) -> Result<(Sample, LoadReport), Skip> {
+    load_pair_with(pair, prefix, config, &|_| ()).map(|(s, (), r)| (s, r))
+}
+
+/// [`load_pair`], also handing the photograph (at its ground truth's size) to `with_photo`
+/// while it is decoded, so a caller that needs it whole never decodes it a second time.
+pub fn load_pair_with<T>(
+    pair: &Pair,
+    prefix: &str,
+    config: &PreprocessConfig,
+    with_photo: &dyn Fn(&RgbImage) -> T,
+) -> Result<(Sample, T, LoadReport), Skip> {
     let skip = |path: &Path, reason: String| Skip { path: path.to_owned(), reason };
     let mut report = LoadReport::default();
     let truth = match &pair.masks {
@@ -330,9 +341,11 @@ pub fn load_pair(
     let (input, geometry) =
         resize(&image, config, roi).map_err(|e| skip(&pair.image, e.to_string()))?;
     let target = geometry.to_network(&truth);
+    let extra = with_photo(&image);
     report.loaded = 1;
     let name = format!("{prefix}/{}", pair.name);
-    Ok((Sample { name, image_path: pair.image.clone(), input, target, truth, geometry }, report))
+    let sample = Sample { name, image_path: pair.image.clone(), input, target, truth, geometry };
+    Ok((sample, extra, report))
 }
 
 /// Loads every pair on `threads` threads; failures become reported skips.
@@ -342,14 +355,29 @@ pub fn load_all(
     config: &PreprocessConfig,
     threads: usize,
 ) -> (Vec<Sample>, LoadReport) {
+    let (loaded, report) = load_all_with(pairs, prefix, config, threads, &|_| ());
+    (loaded.into_iter().map(|(s, ())| s).collect(), report)
+}
+
+/// [`load_all`] with [`load_pair_with`]'s `with_photo`, run on the loading threads.
+pub fn load_all_with<T: Send>(
+    pairs: &[Pair],
+    prefix: &str,
+    config: &PreprocessConfig,
+    threads: usize,
+    with_photo: &(dyn Fn(&RgbImage) -> T + Sync),
+) -> (Vec<(Sample, T)>, LoadReport) {
     let threads = threads.clamp(1, 64);
     let chunk = pairs.len().div_ceil(threads).max(1);
-    let results: Vec<Vec<Result<(Sample, LoadReport), Skip>>> = std::thread::scope(|s| {
+    type Loaded<T> = Result<(Sample, T, LoadReport), Skip>;
+    let results: Vec<Vec<Loaded<T>>> = std::thread::scope(|s| {
         let handles: Vec<_> = pairs
             .chunks(chunk)
             .map(|part| {
                 let h = s.spawn(move || {
-                    part.iter().map(|p| load_pair(p, prefix, config)).collect::<Vec<_>>()
+                    part.iter()
+                        .map(|p| load_pair_with(p, prefix, config, with_photo))
+                        .collect::<Vec<_>>()
                 });
                 (part, h)
             })
@@ -371,8 +399,8 @@ pub fn load_all(
     let mut report = LoadReport::default();
     for r in results.into_iter().flatten() {
         match r {
-            Ok((s, rep)) => {
-                samples.push(s);
+            Ok((s, extra, rep)) => {
+                samples.push((s, extra));
                 report.merge(rep);
             }
             Err(skip) => report.skipped.push(skip),
@@ -388,9 +416,21 @@ pub fn load_dir(
     config: &PreprocessConfig,
     threads: usize,
 ) -> Result<(Vec<Sample>, LoadReport), DataError> {
+    let (loaded, report) = load_dir_with(dir, rimone_split, config, threads, &|_| ())?;
+    Ok((loaded.into_iter().map(|(s, ())| s).collect(), report))
+}
+
+/// [`load_dir`] with [`load_pair_with`]'s `with_photo`.
+pub fn load_dir_with<T: Send>(
+    dir: &Path,
+    rimone_split: &str,
+    config: &PreprocessConfig,
+    threads: usize,
+    with_photo: &(dyn Fn(&RgbImage) -> T + Sync),
+) -> Result<(Vec<(Sample, T)>, LoadReport), DataError> {
     let (pairs, skips) = scan(dir, rimone_split)?;
     let prefix = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let (samples, mut report) = load_all(&pairs, &prefix, config, threads);
+    let (samples, mut report) = load_all_with(&pairs, &prefix, config, threads, with_photo);
     report.skipped.splice(0..0, skips);
     if samples.is_empty() {
         return Err(DataError::Empty { dir: dir.to_owned(), skipped: report.skipped.len() });

@@ -44,6 +44,16 @@ pub enum OptimizerKind {
     AdamW,
 }
 
+/// What the Dice part of the loss measures.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Soft Dice of each class (cup, rim, background) over the whole batch (the seed recipe).
+    ClassDice,
+    /// Soft Dice of the disc (cup + rim) and of the cup, per image, then averaged: the regions
+    /// and the averaging the REFUGE metrics use, so a small cup counts as much as a large one.
+    NestedDice,
+}
+
 /// Everything a run needs to be reproduced; saved as `config.json` in the run directory.
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
@@ -73,6 +83,11 @@ pub struct TrainingConfig {
     /// Weight of the cross-entropy term added to the Dice loss (0 = Dice only, as the seed).
     #[config(default = 0.0)]
     pub ce_weight: f64,
+    #[config(default = "LossKind::ClassDice")]
+    pub loss: LossKind,
+    /// Epoch at which the current cosine cycle began: a warm restart (0 = the first cycle).
+    #[config(default = 0)]
+    pub cycle_start: usize,
     #[config(default = 0.1)]
     pub val_fraction: f64,
     #[config(default = 42)]
@@ -83,10 +98,12 @@ pub struct TrainingConfig {
 }
 
 impl TrainingConfig {
-    /// Learning rate at optimiser step `step` of `total`: linear warm-up, then cosine decay
-    /// to zero.
+    /// Learning rate at optimiser step `step`: linear warm-up, then cosine decay to zero at
+    /// `epochs`, both counted from `cycle_start`.
     pub fn lr_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
-        let total = (self.epochs * steps_per_epoch).max(1);
+        let start = self.cycle_start.min(self.epochs) * steps_per_epoch;
+        let step = step.saturating_sub(start);
+        let total = (self.epochs * steps_per_epoch - start).max(1);
         let warm = (self.warmup_epochs * steps_per_epoch).min(total);
         if step < warm {
             return self.lr * (step + 1) as f64 / warm as f64;
@@ -214,17 +231,29 @@ pub fn target_batch(
     Tensor::from_data(TensorData::new(data, [targets.len(), classes, h, w]), device)
 }
 
-/// Soft Dice loss over classes (smooth 1, as PaddleSeg's DiceLoss) plus `ce_weight` times
-/// cross-entropy.
+/// Soft Dice loss (smooth 1, as PaddleSeg's DiceLoss) of the regions `kind` names, plus
+/// `ce_weight` times cross-entropy.
 ///
 /// # Shapes
-/// - `logits`, `onehot`: `[N, C, H, W]` -> scalar `[1]`
-pub fn loss(logits: Tensor<4>, onehot: Tensor<4>, ce_weight: f64) -> Tensor<1> {
+/// - `logits`, `onehot`: `[N, C, H, W]` -> scalar `[1]`; `NestedDice` needs the class order
+///   cup, rim, background.
+pub fn loss(logits: Tensor<4>, onehot: Tensor<4>, ce_weight: f64, kind: LossKind) -> Tensor<1> {
     let probs = activation::softmax(logits.clone(), 1);
-    let inter = (probs.clone() * onehot.clone()).sum_dims(&[0, 2, 3]); // [1, C, 1, 1]
-    let denom = probs.sum_dims(&[0, 2, 3]) + onehot.clone().sum_dims(&[0, 2, 3]);
-    let dice = (inter * 2.0 + 1.0) / (denom + 1.0);
-    let dice_loss = dice.mean().neg() + 1.0;
+    let soft_dice = |p: Tensor<4>, t: Tensor<4>, dims: &[usize]| {
+        let inter = (p.clone() * t.clone()).sum_dims(dims);
+        (inter * 2.0 + 1.0) / (p.sum_dims(dims) + t.sum_dims(dims) + 1.0)
+    };
+    let dice = match kind {
+        LossKind::ClassDice => soft_dice(probs, onehot.clone(), &[0, 2, 3]).mean(),
+        LossKind::NestedDice => {
+            let disc = |x: Tensor<4>| x.narrow(1, 0, 2).sum_dim(1);
+            let cup = |x: Tensor<4>| x.narrow(1, 0, 1);
+            let d = soft_dice(disc(probs.clone()), disc(onehot.clone()), &[2, 3]);
+            let c = soft_dice(cup(probs), cup(onehot.clone()), &[2, 3]);
+            (d.mean() + c.mean()) / 2.0
+        }
+    };
+    let dice_loss = dice.neg() + 1.0;
     if ce_weight > 0.0 {
         let ce = (activation::log_softmax(logits, 1) * onehot).sum_dim(1).mean().neg();
         dice_loss + ce * ce_weight
@@ -308,12 +337,38 @@ pub fn load_model(config: &UNetConfig, path: &Path, device: &Device) -> Result<U
         .map_err(|e| TrainError::Checkpoint { path: path.to_owned(), message: e.to_string() })
 }
 
+/// Epochs a run directory has completed (0 before its first).
+pub fn completed_epochs(run_dir: &Path) -> Result<usize, TrainError> {
+    let path = run_dir.join(STATE_FILE);
+    if !path.exists() {
+        return Ok(0);
+    }
+    Ok(load_state(&path)?.epoch)
+}
+
+fn load_state(path: &Path) -> Result<RunState, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path, "cannot read"))?;
+    serde_json::from_str(&text)
+        .map_err(|e| TrainError::Config { path: path.to_owned(), message: e.to_string() })
+}
+
 /// Reads `config.json` of a run directory.
 pub fn load_config(run_dir: &Path) -> Result<TrainingConfig, TrainError> {
     let path = run_dir.join(CONFIG_FILE);
     let text =
         std::fs::read_to_string(&path).map_err(io_err(&path, "cannot read the run config"))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::Config { path, message: e.to_string() })
+    config_from_json(&text).map_err(|e| TrainError::Config { path, message: e.to_string() })
+}
+
+/// Parses a run config; fields added after a run was written read as their defaults (burn's
+/// `Config` derive would refuse them as missing).
+fn config_from_json(text: &str) -> Result<TrainingConfig, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_str(text)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.entry("loss").or_insert_with(|| serde_json::json!(LossKind::ClassDice));
+        fields.entry("cycle_start").or_insert_with(|| serde_json::json!(0));
+    }
+    serde_json::from_value(value)
 }
 
 fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<(), TrainError> {
@@ -394,10 +449,7 @@ pub fn train(
 
     let state_path = out.join(STATE_FILE);
     let (mut model, mut optim, mut state) = if resume && state_path.exists() {
-        let text =
-            std::fs::read_to_string(&state_path).map_err(io_err(&state_path, "cannot read"))?;
-        let state: RunState = serde_json::from_str(&text)
-            .map_err(|e| TrainError::Config { path: state_path.clone(), message: e.to_string() })?;
+        let state = load_state(&state_path)?;
         let model = load_model(&config.model, &out.join(LAST_MODEL), &train_device)?;
         let optim_path = out.join(LAST_OPTIM);
         let optim = config
@@ -442,7 +494,7 @@ pub fn train(
             let targets: Vec<_> = augmented.iter().map(|(_, t)| t).collect();
             let x = input_batch(&inputs, &config.preprocess, &train_device);
             let y = target_batch(&targets, classes, &train_device);
-            let l = loss(model.forward(x), y, config.ce_weight);
+            let l = loss(model.forward(x), y, config.ce_weight, config.loss);
             let value = f64::from(l.clone().into_scalar::<f32>());
             if !value.is_finite() {
                 return Err(TrainError::Diverged(value, epoch));
@@ -583,6 +635,25 @@ mod tests {
     }
 
     #[test]
+    fn a_warm_restart_runs_its_own_warm_up_and_cosine() {
+        let c = cfg().with_epochs(20).with_warmup_epochs(1).with_lr(0.01).with_cycle_start(10);
+        // 10 steps per epoch; the cycle is epochs 11-20
+        assert!((c.lr_at(100, 10) - 0.001).abs() < 1e-12, "first warm-up step");
+        assert!((c.lr_at(109, 10) - 0.01).abs() < 1e-12, "peak");
+        assert!((c.lr_at(155, 10) - 0.005).abs() < 1e-9, "half-way through the cosine");
+        assert!(c.lr_at(199, 10) < 1e-5);
+    }
+
+    #[test]
+    fn an_older_config_without_loss_or_cycle_reads_as_the_first_cycle_of_class_dice() {
+        let mut v = serde_json::to_value(cfg().with_loss(LossKind::NestedDice)).unwrap();
+        let o = v.as_object_mut().unwrap();
+        assert!(o.remove("loss").is_some() && o.remove("cycle_start").is_some());
+        let back = config_from_json(&v.to_string()).unwrap();
+        assert_eq!((back.loss, back.cycle_start), (LossKind::ClassDice, 0));
+    }
+
+    #[test]
     fn config_round_trips_through_json() {
         let c = cfg().with_ce_weight(0.5).with_optimizer(OptimizerKind::AdamW);
         let text = serde_json::to_string(&c).unwrap();
@@ -600,10 +671,42 @@ mod tests {
         let y = target_batch(&[&t], 3, &device);
         let right = y.clone() * 50.0;
         let wrong = y.clone().neg() * 50.0;
-        let l_right = loss(right, y.clone(), 0.0).into_scalar::<f32>();
-        let l_wrong = loss(wrong, y, 1.0).into_scalar::<f32>();
+        let l_right = loss(right, y.clone(), 0.0, LossKind::ClassDice).into_scalar::<f32>();
+        let l_wrong = loss(wrong, y, 1.0, LossKind::ClassDice).into_scalar::<f32>();
         // classes absent from the target give (0 + 1) / (0 + 1) = 1 with smooth 1
         assert!(l_right < 0.01, "{l_right}");
         assert!(l_wrong > 0.5, "{l_wrong}");
+    }
+
+    /// Two 4x4 images: the first all cup, predicted right; the second with a one-pixel cup in
+    /// its rim, predicted as rim. Over the batch the cup is nearly all right, per image half
+    /// of the cups are missed.
+    #[test]
+    fn nested_dice_weighs_each_image_s_cup_the_same() {
+        use papilla_shared::{Class, LabelMap};
+        let device = Device::flex();
+        let big = LabelMap::filled(4, 4, Class::Cup);
+        let mut small = LabelMap::filled(4, 4, Class::Rim);
+        small.set(1, 1, Class::Cup);
+        let y = target_batch(&[&big, &small], 3, &device);
+        let pred_small = LabelMap::filled(4, 4, Class::Rim);
+        let logits = target_batch(&[&big, &pred_small], 3, &device) * 50.0;
+        let class = loss(logits.clone(), y.clone(), 0.0, LossKind::ClassDice).into_scalar::<f32>();
+        let nested = loss(logits, y, 0.0, LossKind::NestedDice).into_scalar::<f32>();
+        // nested: disc right in both, cup 1 and 1/(1+1) (smooth 1) -> 1 - (1 + 0.75) / 2
+        assert!((nested - 0.125).abs() < 1e-3, "{nested}");
+        assert!(class < 0.06, "{class}");
+    }
+
+    #[test]
+    fn nested_dice_scores_the_disc_right_when_only_the_cup_is_wrong() {
+        use papilla_shared::{Class, LabelMap};
+        let device = Device::flex();
+        let t = LabelMap::filled(2, 2, Class::Rim);
+        let y = target_batch(&[&t], 3, &device);
+        let swapped = target_batch(&[&LabelMap::filled(2, 2, Class::Cup)], 3, &device) * 50.0;
+        let nested = loss(swapped, y, 0.0, LossKind::NestedDice).into_scalar::<f32>();
+        // the disc is right; the cup is 4 px where none is: 1 - (1 + 1/5) / 2
+        assert!((nested - 0.4).abs() < 1e-3, "{nested}");
     }
 }

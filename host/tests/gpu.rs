@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use papilla_host::model::UNetConfig;
-use papilla_host::training::{loss, target_batch};
+use papilla_host::training::{LossKind, loss, target_batch};
 use papilla_shared::preprocess::{PreprocessConfig, preprocess};
 use papilla_shared::synth::{SynthParams, generate};
 
@@ -42,7 +42,7 @@ fn wgpu_training_step_matches_flex() {
             device,
         );
         let y = target_batch(&targets.iter().collect::<Vec<_>>(), 3, device);
-        let l = loss(m.forward(x.clone()), y, 1.0);
+        let l = loss(m.forward(x.clone()), y, 1.0, LossKind::ClassDice);
         let loss_value = l.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(l.backward(), &m);
         let mut optim = SgdConfig::new().init();

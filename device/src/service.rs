@@ -202,15 +202,21 @@ where
             return self.record_failure(source, Outcome::Refused("no optic disc found".into()));
         }
         let (mask, overlay) = render(&mut a);
+        let findings = Findings::of(&a, self.options.refer_vcdr, self.engine);
         let (photo_name, photo_bytes) = match frame {
             Frame::File { name, bytes } => {
                 let ext =
                     name.extension().and_then(|e| e.to_str()).unwrap_or("jpg").to_ascii_lowercase();
                 (format!("photo.{ext}"), std::borrow::Cow::Borrowed(bytes.as_slice()))
             }
-            Frame::Pixels { image, .. } => (
+            // A pixel frame is decoded unscaled: the analysed photo is its pixels, moved out
+            // here rather than copied from the frame.
+            Frame::Pixels { .. } => (
                 "photo.png".to_owned(),
-                std::borrow::Cow::Owned(encode(image.clone().into(), image::ImageFormat::Png)),
+                std::borrow::Cow::Owned(encode(
+                    std::mem::take(&mut a.photo).into(),
+                    image::ImageFormat::Png,
+                )),
             ),
         };
         let unix_ms = now_unix_ms();
@@ -220,7 +226,7 @@ where
             unix_ms,
             source: source.clone(),
             photo: photo_name.clone(),
-            findings: Findings::of(&a, self.options.refer_vcdr, self.engine),
+            findings,
         };
         let t = std::time::Instant::now();
         // The record's own store time is unknown until stored: it holds everything before.

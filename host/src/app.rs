@@ -53,6 +53,11 @@ pub enum AppError {
         "{}: this run is a coarse-to-fine second stage and needs its locator: export a bundle with both (papilla export --locator) and predict with --model FILE.papilla", run.display()
     )]
     SecondStage { run: PathBuf },
+    #[error(
+        "{}: --roi-context with --resume changes a second stage's crops, but this run trains on whole photographs",
+        run.display()
+    )]
+    NotASecondStage { run: PathBuf },
     #[error("{}: {source}", path.display())]
     Engine {
         path: PathBuf,
@@ -190,7 +195,12 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
         if let Some(l) = args.loss {
             c.loss = loss_kind(l);
         }
-        if let (Some(context), Some(roi)) = (args.roi_context, c.preprocess.roi.as_mut()) {
+        if let Some(context) = args.roi_context {
+            let roi = c
+                .preprocess
+                .roi
+                .as_mut()
+                .ok_or_else(|| AppError::NotASecondStage { run: args.out.clone() })?;
             roi.context = context;
         }
         if let Some(lr) = args.restart_lr {

@@ -130,6 +130,29 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     assert!(
         (scored["disc_dice"].as_f64().unwrap() - v["disc_dice"].as_f64().unwrap()).abs() < 1e-9
     );
+
+    // A whole-photograph run has no crops for --roi-context to change.
+    let resume = ["train", "--data", train_s, "--out", run_s, "--resume"];
+    let out = papilla(&[&resume[..], &["--epochs", "25", "--roi-context", "2"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run") && err.contains("whole photographs"), "{err}");
+
+    // A warm restart: a new cycle from epoch 24, with the nested loss.
+    let restart = ["--epochs", "26", "--restart-lr", "0.002", "--loss", "nested"];
+    ok(&papilla(&[&resume[..], &restart[..]].concat()));
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["cycle_start"], 24);
+    assert_eq!(config["lr"], 0.002);
+    assert_eq!(config["loss"], "NestedDice");
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let lr: Vec<f64> =
+        csv.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    assert_eq!(lr.len(), 26, "{csv}");
+    assert!(lr[23] < 1e-5, "the first cycle ended at zero: {csv}");
+    assert!((lr[24] - 0.002).abs() < 1e-9, "warmed up again to the peak in epoch 25: {csv}");
+    assert!(lr[25] < 0.0005, "and decayed in epoch 26: {csv}");
 }
 
 #[test]

@@ -209,7 +209,12 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
         }
         c
     } else {
-        training_config(args)
+        // Nothing to resume: a restart at epoch 0 is the first cycle, peaking at its rate.
+        let c = training_config(args);
+        match args.restart_lr {
+            Some(lr) => c.with_lr(lr),
+            None => c,
+        }
     };
     let data: Vec<PathBuf> = config.data.iter().map(PathBuf::from).collect();
     let val: Vec<PathBuf> = config.val.iter().map(PathBuf::from).collect();

@@ -359,18 +359,20 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
     let bundle = export("device", &f.second, &["--locator", f.locator.to_str().unwrap()]);
     let engine = papilla_device::segment::load(&bundle, 1).unwrap();
     let out = f.root.join("exams");
+    let exam = |photo: &Path| {
+        papilla_device::segment::exam(
+            &engine,
+            photo,
+            &out,
+            0.6,
+            &Default::default(),
+            Framing::Fundus,
+        )
+    };
     let photo = f.root.join("photo.png");
     let s = generate(&SynthParams::random(120, 100, 11));
     s.image.save(&photo).unwrap();
-    let rec = papilla_device::segment::exam(
-        &engine,
-        &photo,
-        &out,
-        0.6,
-        &Default::default(),
-        Framing::Fundus,
-    )
-    .unwrap();
+    let rec = exam(&photo).unwrap();
     let r = &rec.findings;
     assert_eq!((r.width, r.height), (120, 100));
     let mask = image::open(&rec.mask).unwrap().to_luma8();
@@ -392,16 +394,7 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
         c.into_inner()
     };
     std::fs::write(&bad, &jpeg[..jpeg.len() / 3]).unwrap();
-    let err = papilla_device::segment::exam(
-        &engine,
-        &bad,
-        &out,
-        0.6,
-        &Default::default(),
-        Framing::Fundus,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = exam(&bad).unwrap_err().to_string();
     assert!(err.contains("broken.jpg"), "{err}");
     assert_eq!(image::open(&rec.mask).unwrap().to_luma8(), mask);
     let missing = papilla_device::segment::load(&f.root.join("nope.papilla"), 1).unwrap_err();

@@ -50,7 +50,11 @@ pub enum ExportError {
     LocatorIsSecondStage { run: PathBuf },
     #[error("--roi-context {0} must be at least 1 disc diameter")]
     RoiContext(f32),
-    #[error("--disc-centred-pad {0} must be between 1 and 8 (times the crop's longer side)")]
+    #[error(
+        "--disc-centred-pad {0} must be between {lo} and {hi} (times the crop's longer side)",
+        lo = runtime::DISC_CENTRED_PADS.start(),
+        hi = runtime::DISC_CENTRED_PADS.end()
+    )]
     DiscCentredPad(f32),
     #[error("--locator and --roi-context need a segmenter trained with --roi-context")]
     LocatorWithoutCrop,

@@ -273,7 +273,9 @@ impl Engine {
         };
         if !DISC_CENTRED_PADS.contains(&pad) {
             return Err(RuntimeError::Framing(format!(
-                "the padding of a disc-centred crop must be between 1 and 8, not {pad}"
+                "the padding of a disc-centred crop must be between {} and {}, not {pad}",
+                DISC_CENTRED_PADS.start(),
+                DISC_CENTRED_PADS.end()
             )));
         }
         let (w, h) = image.dimensions();
@@ -294,9 +296,7 @@ impl Engine {
                 cut.set(x, y, mask.get(ox + x, oy + y));
             }
         }
-        let mask = self.fit(clean(&cut), &mut times);
-        let found = mask.count(Class::Background) < mask.classes().len();
-        Ok(finish(mask, None, found, times))
+        Ok(finish(self.fit(clean(&cut), &mut times), None, times))
     }
 
     /// The bundle's shape fit, if any.
@@ -321,14 +321,12 @@ impl Engine {
                 None => {
                     let (w, h) = image.dimensions();
                     let none = LabelMap::filled(w, h, Class::Background);
-                    return Ok(finish(none, None, false, times));
+                    return Ok(finish(none, None, times));
                 }
             }
         }
         let mask = self.run_stage(&self.segmenter, image, roi, &mut times)?;
-        let mask = self.fit(mask, &mut times);
-        let found = mask.count(Class::Background) < mask.classes().len();
-        Ok(finish(mask, roi, found, times))
+        Ok(finish(self.fit(mask, &mut times), roi, times))
     }
 
     /// The segmenter's crop around the disc the locator finds, or `None` without a disc. The
@@ -411,7 +409,9 @@ fn run_first(
     })
 }
 
-fn finish(mask: LabelMap, roi: Option<Rect>, disc_found: bool, times: StageTimes) -> Segmentation {
+/// The segmentation of a final mask: a disc is found when any pixel is not background.
+fn finish(mask: LabelMap, roi: Option<Rect>, times: StageTimes) -> Segmentation {
+    let disc_found = mask.count(Class::Background) < mask.classes().len();
     let measurements = measure(&mask);
     Segmentation { mask, measurements, roi, disc_found, times }
 }

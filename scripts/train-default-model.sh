@@ -7,41 +7,70 @@
 # `../shared/data/extract.sh refuge ...` (REFUGE-512 in DATA/refuge512) and `... rimone ...`
 # (DATA/rimone-dl). Runs for about 3.5 h on 2 CPU cores; Ctrl-C saves a checkpoint, and the same
 # train command with --resume continues.
+#
+# Environment (the GPU kit, scripts/gpu/train-default.sh, sets them):
+#   BACKEND     burn backend of every training stage: cpu (flex, default), tch (libtorch, 3-4x
+#               faster; a `--features tch` build) or wgpu
+#   PAPILLA     the papilla binary to run (default: cargo run --release)
+#   ONLY_TRAIN  1: stop after the training stages (choose, export and score elsewhere)
+#   SMOKE       1: 1-4 epochs a stage instead of 10-70, to test the script itself
+#   LARGE_CUP_REPEAT  N: the segmenter draws eyes with true vCDR >= 0.6 N times an epoch
+#               (default 1, as 0.4.0 was trained)
+#   MODEL_VERSION     the bundles' version (default 0.4.0, the shipped one)
+#   SHIP        0: leave models/ alone (default 1: copy the int8 bundle there)
 set -euo pipefail
 DATA="${1:?usage: scripts/train-default-model.sh DATA_DIR [RUNS_DIR]}"
 RUNS="${2:-runs}"
 cd "$(dirname "$0")/.."
-papilla() { cargo run --release -q -p papilla-host -- "$@"; }
+BACKEND="${BACKEND:-cpu}"
+if [ -n "${PAPILLA:-}" ]; then
+  papilla() { "$PAPILLA" "$@"; }
+else
+  papilla() { cargo run --release -q -p papilla-host -- "$@"; }
+fi
+train() { papilla train --backend "$BACKEND" "$@"; }
+# Epochs a stage ends at; SMOKE keeps the stages' order with 1-4 epochs.
+ep() {
+  if [ "${SMOKE:-}" = 1 ]; then
+    case "$1" in 10|20) echo 1 ;; 40) echo 2 ;; 60) echo 3 ;; *) echo 4 ;; esac
+  else
+    echo "$1"
+  fi
+}
 common=(--depth 4 --warmup-epochs 1 --optimizer adamw --lr 0.003 --ce-weight 1
         --rotate 10 --checkpoint-every 0)
 
 # Stage 1: the locator, the whole photograph at 128 px.
-papilla train --data "$DATA/refuge512/train" --out "$RUNS/loc128" --size 128 --epochs 10 \
+train --data "$DATA/refuge512/train" --out "$RUNS/loc128" --size 128 --epochs "$(ep 10)" \
   "${common[@]}" --base-channels 8 --scale 0.15 --translate 0.05
 # Stage 2: the segmenter, 12 base channels, a 176 px crop 2.5 disc diameters wide around the
 # (true) disc, shifted and scaled as a locator's error would.
-papilla train --data "$DATA/refuge512/train" --out "$RUNS/seg176w12" --size 176 --epochs 20 \
+train --data "$DATA/refuge512/train" --out "$RUNS/seg176w12" --size 176 --epochs "$(ep 20)" \
   "${common[@]}" --base-channels 12 --scale 0.1 --roi-context 2.5 --roi-min-side 0.2 \
-  --translate 0.08
+  --translate 0.08 --large-cup-repeat "${LARGE_CUP_REPEAT:-1}"
 
 # Stage 2b: a second cosine cycle from the last checkpoint, peak lr 0.001, 20 more epochs.
 rm -rf "$RUNS/seg176w12x"; cp -r "$RUNS/seg176w12" "$RUNS/seg176w12x"
 sed -i 's/"lr": 0.003/"lr": 0.001/' "$RUNS/seg176w12x/config.json"
-papilla train --data "$DATA/refuge512/train" --out "$RUNS/seg176w12x" --resume --epochs 40
+train --data "$DATA/refuge512/train" --out "$RUNS/seg176w12x" --resume --epochs "$(ep 40)"
 # Stage 2c: a third cycle, peak lr 0.0005, on crops 2.3 true diameters wide (closer to the
 # locator's crops at run time), 20 more epochs.
 rm -rf "$RUNS/seg176w12y"; cp -r "$RUNS/seg176w12x" "$RUNS/seg176w12y"
 python3 -c 'import json, sys; p = sys.argv[1]; c = json.load(open(p)); c["lr"] = 0.0005; c["preprocess"]["roi"]["context"] = 2.3; json.dump(c, open(p, "w"), indent=2)' "$RUNS/seg176w12y/config.json"
-papilla train --data "$DATA/refuge512/train" --out "$RUNS/seg176w12y" --resume --epochs 60
+train --data "$DATA/refuge512/train" --out "$RUNS/seg176w12y" --resume --epochs "$(ep 60)"
 # Stage 2d: a warm restart (1 warm-up epoch to lr 0.0005, cosine to zero over 10 epochs) with
 # scale augmentation 0.3 instead of 0.1, so the segmenter leans less on the disc's size in the
 # crop. The validation criterion changed with the crops after epoch 40 and cannot tell a cycle's
 # last epochs apart: the last epoch is the one that ships.
 rm -rf "$RUNS/seg176w12z"; cp -r "$RUNS/seg176w12y" "$RUNS/seg176w12z"
 python3 -c 'import json, sys; p = sys.argv[1]; c = json.load(open(p)); c["augment"]["scale"] = 0.3; json.dump(c, open(p, "w"), indent=2)' "$RUNS/seg176w12z/config.json"
-papilla train --data "$DATA/refuge512/train" --out "$RUNS/seg176w12z" --resume --epochs 70 --restart-lr 0.0005
+train --data "$DATA/refuge512/train" --out "$RUNS/seg176w12z" --resume --epochs "$(ep 70)" --restart-lr 0.0005
 cp "$RUNS/seg176w12z/model-last.bpk" "$RUNS/seg176w12z/model-best.bpk"
 SEG="$RUNS/seg176w12z"
+if [ "${ONLY_TRAIN:-}" = 1 ]; then
+  echo "trained: locator $RUNS/loc128, segmenter $SEG"
+  exit 0
+fi
 
 # The trainer's own criterion, mean Dice minus vCDR MAE, of `papilla evaluate --json`.
 criterion() {
@@ -79,11 +108,13 @@ for form in f32 int8; do
   [ -n "${SIGN_KEY:-}" ] && extra+=(--sign "$SIGN_KEY")
   papilla export --checkpoint "$SEG" --locator "$RUNS/loc128" --roi-context "$best" \
     --shape-fit ellipse --disc-centred-pad "$pad" \
-    --out "$RUNS/papilla-default-$form.papilla" --name papilla-default --model-version 0.4.0 \
+    --out "$RUNS/papilla-default-$form.papilla" --name papilla-default --model-version "${MODEL_VERSION:-0.4.0}" \
     --selftest-image samples/wikimedia_haggstrom_normal_left_eye_1411.jpg "${extra[@]}"
   papilla evaluate --model "$RUNS/papilla-default-$form.papilla" --data "$DATA/refuge512/test" \
     --json --csv "$RUNS/refuge-test-$form.csv" > "$RUNS/refuge-test-$form.json"
   papilla evaluate --model "$RUNS/papilla-default-$form.papilla" --data "$DATA/rimone-dl" \
     --disc-centred --json --csv "$RUNS/rimone-test-$form.csv" > "$RUNS/rimone-test-$form.json"
 done
-cp "$RUNS/papilla-default-int8.papilla" models/papilla-default.papilla
+if [ "${SHIP:-1}" = 1 ]; then
+  cp "$RUNS/papilla-default-int8.papilla" models/papilla-default.papilla
+fi

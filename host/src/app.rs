@@ -10,8 +10,9 @@ use burn::tensor::Device;
 use thiserror::Error;
 
 use crate::augment::AugmentConfig;
+use crate::backend::{BackendError, StepCheck, compare_training_step, device_for};
 use crate::cli::{
-    ActTypeArg, BackendArg, CalibMethodArg, EvaluateArgs, ExportArgs, Int8FormArg, LossArg,
+    ActTypeArg, CalibMethodArg, CheckBackendArgs, EvaluateArgs, ExportArgs, Int8FormArg, LossArg,
     OptimizerArg, PredictArgs, ShapeFitArg, SynthArgs, TrainArgs, UpsamplingArg, WeightScalesArg,
 };
 use crate::data::{self, DataError, LoadReport, Sample};
@@ -34,12 +35,8 @@ pub enum AppError {
     Train(#[from] TrainError),
     #[error(transparent)]
     Infer(#[from] InferError),
-    #[error(
-        "the wgpu backend needs a build with `--features gpu` (cargo build --release -p papilla-host --features gpu)"
-    )]
-    NoGpuBuild,
-    #[error("no usable GPU adapter for wgpu (Vulkan, Metal or DX12); train with --backend cpu")]
-    NoGpuAdapter,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("{}: {what}", path.display())]
     Io {
         path: PathBuf,
@@ -72,34 +69,6 @@ pub enum AppError {
     NoEvalData,
     #[error("--disc-centred runs an exported bundle (the runtime frames the crop); {} is a run directory: export it first", .0.display())]
     DiscCentredNeedsBundle(PathBuf),
-}
-
-/// The burn device of a backend choice.
-pub fn device_for(backend: BackendArg) -> Result<Device, AppError> {
-    match backend {
-        BackendArg::Cpu => Ok(Device::flex()),
-        #[cfg(feature = "gpu")]
-        BackendArg::Wgpu => {
-            let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-            probe_gpu(&device)?;
-            Ok(device)
-        }
-        #[cfg(not(feature = "gpu"))]
-        BackendArg::Wgpu => Err(AppError::NoGpuBuild),
-    }
-}
-
-/// burn-wgpu panics on a background thread when no adapter exists; this turns that into an
-/// error before any work is queued.
-#[cfg(feature = "gpu")]
-fn probe_gpu(device: &Device) -> Result<(), AppError> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let ok = std::panic::catch_unwind(|| {
-        burn::tensor::Tensor::<1>::zeros([1], device).into_data().num_elements() == 1
-    });
-    std::panic::set_hook(hook);
-    if ok.unwrap_or(false) { Ok(()) } else { Err(AppError::NoGpuAdapter) }
 }
 
 /// Loads several data folders, printing each folder's cleaning report to stderr.
@@ -175,6 +144,8 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
     .with_val_fraction(args.val_fraction)
     .with_seed(args.seed)
     .with_checkpoint_every(args.checkpoint_every)
+    .with_large_cup_repeat(args.large_cup_repeat.unwrap_or(1))
+    .with_large_cup_vcdr(args.large_cup_vcdr.unwrap_or(0.6))
 }
 
 fn loss_kind(arg: LossArg) -> LossKind {
@@ -186,7 +157,7 @@ fn loss_kind(arg: LossArg) -> LossKind {
 
 /// `papilla train`.
 pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcome, AppError> {
-    let device = device_for(args.backend)?;
+    let compute = device_for(args.backend, args.threads)?;
     let config = if args.resume && args.out.join(training::CONFIG_FILE).is_file() {
         let mut c = training::load_config(&args.out)?;
         if let Some(e) = args.epochs {
@@ -194,6 +165,12 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
         }
         if let Some(l) = args.loss {
             c.loss = loss_kind(l);
+        }
+        if let Some(r) = args.large_cup_repeat {
+            c.large_cup_repeat = r;
+        }
+        if let Some(v) = args.large_cup_vcdr {
+            c.large_cup_vcdr = v;
         }
         if let Some(context) = args.roi_context {
             let roi = c
@@ -224,6 +201,16 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
     } else {
         (samples, load_folders(&val, "test", &config.preprocess, args.threads)?)
     };
+    if config.large_cup_repeat > 1 {
+        let large =
+            training::true_vcdr(&train_set).iter().filter(|v| **v >= config.large_cup_vcdr).count();
+        eprintln!(
+            "large cups (true vCDR >= {}): {large} of {} eyes, drawn {} times an epoch",
+            config.large_cup_vcdr,
+            train_set.len(),
+            config.large_cup_repeat
+        );
+    }
     eprintln!(
         "training on {} images, validating on {}, {}x{} px, {:.2} GFLOP per image forward",
         train_set.len(),
@@ -232,7 +219,7 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
         config.preprocess.height,
         config.model.flops(config.preprocess.width as usize) / 1e9
     );
-    Ok(training::train(&config, &train_set, &val_set, &args.out, &device, args.resume, interrupt)?)
+    Ok(training::train(&config, &train_set, &val_set, &args.out, &compute, args.resume, interrupt)?)
 }
 
 /// A `--model` that is a file is an exported bundle; a folder is a training run.
@@ -319,7 +306,7 @@ fn evaluate_bundle(
         masks.push(mask.map_err(InferError::from)?);
         samples.push(sample);
     }
-    let report = inference::score_masks(&samples, &masks);
+    let report = inference::score_masks(&samples, &masks, args.referral_threshold);
     Ok((report, samples, masks))
 }
 
@@ -339,7 +326,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(ScoreReport, Vec<PathBuf>), AppE
     if args.disc_centred.is_some() {
         return Err(AppError::DiscCentredNeedsBundle(args.model.clone()));
     }
-    let device = device_for(args.backend)?;
+    let device = device_for(args.backend, args.threads)?.device;
     let run = inference::load_run(&args.model, &device)?;
     if run.config.preprocess.roi.is_some() {
         eprintln!(
@@ -362,7 +349,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(ScoreReport, Vec<PathBuf>), AppE
         }
         held_out
     };
-    let (report, masks) = inference::evaluate(&run, &samples)?;
+    let (report, masks) = inference::evaluate(&run, &samples, args.referral_threshold)?;
     let mut written = Vec::new();
     if let Some(dir) = &args.report {
         written = write_worst(&report, &samples, &masks, dir, args.worst)?;
@@ -424,7 +411,7 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
         if args.disc_centred.is_some() {
             return Err(AppError::DiscCentredNeedsBundle(args.model.clone()));
         }
-        let device = device_for(args.backend)?;
+        let device = device_for(args.backend, args.threads)?.device;
         run = inference::load_run(&args.model, &device)?;
         if run.config.preprocess.roi.is_some() {
             return Err(AppError::SecondStage { run: args.model.clone() });
@@ -544,4 +531,17 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport, AppError> {
         threads: args.threads,
     };
     Ok(crate::export::export(&options)?)
+}
+
+/// `papilla check-backend`: one training step on the chosen backend against flex.
+pub fn check_backend(args: &CheckBackendArgs) -> Result<(StepCheck, bool), AppError> {
+    let candidate = device_for(args.backend, args.threads)?.device;
+    let model = UNetConfig::new().with_depth(args.depth).with_base_channels(args.base_channels);
+    let multiple = model.size_multiple();
+    if !args.size.is_multiple_of(multiple) {
+        return Err(TrainError::BadSize { size: args.size, multiple, depth: args.depth }.into());
+    }
+    let check = compare_training_step(&Device::flex(), &candidate, &model, args.size, args.batch)?;
+    let agrees = check.agrees(args.tolerance);
+    Ok((check, agrees))
 }

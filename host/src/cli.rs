@@ -45,6 +45,38 @@ pub enum Command {
     Export(Box<ExportArgs>),
     /// Make an ed25519 key pair for `papilla export --sign` (KEY secret, KEY.pub public).
     Keygen(KeygenArgs),
+    /// Check one training step on a backend against the same step on flex (loss, every
+    /// weight's gradient, the stepped weights and logits); exits 1 if they differ. Run it at the
+    /// size you train at before trusting a new backend or GPU.
+    ///
+    /// Example: `papilla check-backend --backend wgpu --size 256 --base-channels 16`
+    CheckBackend(CheckBackendArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckBackendArgs {
+    /// The backend to check against flex.
+    #[arg(long, value_enum)]
+    pub backend: BackendArg,
+    /// Input side in pixels (a multiple of 2^depth).
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 4)]
+    pub depth: usize,
+    #[arg(long, default_value_t = 16)]
+    pub base_channels: usize,
+    /// Largest relative difference accepted (loss, each gradient's L2 norm, weights, logits).
+    /// float32 rounding gives about 1e-3 on deep gradients; a wrong backend, tens of percent.
+    #[arg(long, default_value_t = 1e-2)]
+    pub tolerance: f32,
+    /// libtorch's compute threads with --backend tch (default: all cores).
+    #[arg(long, default_value_t = crate::backend::all_cores())]
+    pub threads: usize,
+    /// Print the comparison as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +104,9 @@ pub enum BackendArg {
     Cpu,
     /// burn-wgpu on a GPU (needs a build with `--features gpu`).
     Wgpu,
+    /// burn-tch on libtorch's CPU build: 3-4x flex's training speed (needs a build with
+    /// `--features tch` and libtorch, see scripts/fetch-libtorch.sh).
+    Tch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,12 +140,16 @@ pub struct ScoreArgs {
     /// Folder of ground-truth masks.
     #[arg(long, value_name = "DIR")]
     pub truth: PathBuf,
-    /// Print one JSON object (n, disc_dice, cup_dice, vcdr_mae, ..., images) instead of a table.
+    /// Print one JSON object (n, disc_dice, cup_dice, vcdr_mae, ..., referral, vcdr_bins,
+    /// glaucoma_auc where diagnoses exist, images) instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Also write per-image scores to this CSV file.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// The vCDR at and above which an eye is referred, for the referral table.
+    #[arg(long, value_name = "VCDR", default_value_t = crate::score::DEFAULT_REFERRAL_VCDR)]
+    pub referral_threshold: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -194,13 +233,21 @@ pub struct TrainArgs {
     /// Smallest crop side of --roi-context, as a fraction of the photograph's shorter side.
     #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
     pub roi_min_side: f32,
+    /// Draw eyes whose true vCDR is at least --large-cup-vcdr this many times per epoch
+    /// (default 1; with --resume, replaces the run's).
+    #[arg(long, value_name = "N")]
+    pub large_cup_repeat: Option<usize>,
+    /// What counts as a large cup for --large-cup-repeat (default 0.6).
+    #[arg(long, value_name = "VCDR")]
+    pub large_cup_vcdr: Option<f64>,
     /// Keep a numbered checkpoint every N epochs (0: only best and last).
     #[arg(long, default_value_t = 10)]
     pub checkpoint_every: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Threads that decode and resize the data.
-    #[arg(long, default_value_t = 2)]
+    /// Threads that decode and resize the data, and libtorch's compute threads with
+    /// --backend tch (default: all cores).
+    #[arg(long, default_value_t = crate::backend::all_cores())]
     pub threads: usize,
 }
 
@@ -213,12 +260,16 @@ pub struct EvaluateArgs {
     /// run's own validation: its --val folders, or the share of its training data it held out.
     #[arg(long, value_name = "DIR")]
     pub data: Vec<PathBuf>,
-    /// Print one JSON object (n, disc_dice, cup_dice, vcdr_mae, ..., images).
+    /// Print one JSON object (n, disc_dice, cup_dice, vcdr_mae, ..., referral, vcdr_bins,
+    /// glaucoma_auc where diagnoses exist, images).
     #[arg(long)]
     pub json: bool,
     /// Also write per-image scores to this CSV file.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// The vCDR at and above which an eye is referred, for the referral table.
+    #[arg(long, value_name = "VCDR", default_value_t = crate::score::DEFAULT_REFERRAL_VCDR)]
+    pub referral_threshold: f64,
     /// Write overlays of the worst cases (lowest cup Dice) as PNGs into this folder.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
@@ -441,6 +492,32 @@ mod tests {
             train(&["--resume", "--restart-lr", "0.001", "--loss", "nested"]).unwrap(),
             (Some(0.001), Some(LossArg::Nested))
         );
+    }
+
+    #[test]
+    fn backends_screening_and_large_cup_options_parse() {
+        let cli = Cli::try_parse_from(["papilla", "train", "--data", "d", "--out", "r"]).unwrap();
+        let Command::Train(t) = cli.command else { panic!("train") };
+        assert_eq!((t.backend, t.threads), (BackendArg::Cpu, crate::backend::all_cores()));
+        assert_eq!((t.large_cup_repeat, t.large_cup_vcdr), (None, None));
+        let args = ["papilla", "train", "--data", "d", "--out", "r", "--backend", "tch"];
+        let extra = ["--threads", "3", "--large-cup-repeat", "4", "--large-cup-vcdr", "0.65"];
+        let cli = Cli::try_parse_from(args.iter().chain(&extra)).unwrap();
+        let Command::Train(t) = cli.command else { panic!("train") };
+        assert_eq!((t.backend, t.threads, t.large_cup_repeat), (BackendArg::Tch, 3, Some(4)));
+        assert_eq!(t.large_cup_vcdr, Some(0.65));
+        let cli = Cli::try_parse_from(["papilla", "check-backend", "--backend", "wgpu"]).unwrap();
+        let Command::CheckBackend(c) = cli.command else { panic!("check-backend") };
+        assert_eq!((c.size, c.batch, c.base_channels, c.tolerance), (256, 2, 16, 1e-2));
+        assert!(Cli::try_parse_from(["papilla", "check-backend"]).is_err(), "--backend needed");
+        let cli = Cli::try_parse_from(["papilla", "score", "--pred", "p", "--truth", "t"]).unwrap();
+        let Command::Score(sc) = cli.command else { panic!("score") };
+        assert_eq!(sc.referral_threshold, 0.6);
+        let eval = ["papilla", "evaluate", "--model", "m", "--referral-threshold", "0.7"];
+        let Command::Evaluate(e) = Cli::try_parse_from(eval).unwrap().command else {
+            panic!("evaluate")
+        };
+        assert_eq!(e.referral_threshold, 0.7);
     }
 
     #[test]

@@ -55,6 +55,22 @@ pub struct Pair {
     pub name: String,
     pub image: PathBuf,
     pub masks: MaskFiles,
+    /// The diagnosis where the layout gives one: RIM-ONE DL's `glaucoma/` and `normal/`
+    /// folders, REFUGE's `g0001`/`n0001` names.
+    pub glaucoma: Option<bool>,
+}
+
+/// REFUGE's training-set names carry the diagnosis: `g0001` glaucoma, `n0001` normal.
+pub fn refuge_diagnosis(stem: &str) -> Option<bool> {
+    let (head, digits) = stem.split_at_checked(1)?;
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match head {
+        "g" => Some(true),
+        "n" => Some(false),
+        _ => None,
+    }
 }
 
 /// A file left out, and why.
@@ -122,7 +138,12 @@ fn scan_gamma(images: &Path, masks: &Path) -> Result<(Vec<Pair>, Vec<Skip>), Dat
         }
         let name = stem(&img);
         match by_stem.remove(&name) {
-            Some(mask) => pairs.push(Pair { name, image: img, masks: MaskFiles::Combined(mask) }),
+            Some(mask) => pairs.push(Pair {
+                glaucoma: refuge_diagnosis(&name),
+                name,
+                image: img,
+                masks: MaskFiles::Combined(mask),
+            }),
             None => skips.push(Skip { path: img, reason: "no mask of the same name".into() }),
         }
     }
@@ -135,6 +156,7 @@ fn scan_gamma(images: &Path, masks: &Path) -> Result<(Vec<Pair>, Vec<Skip>), Dat
 fn scan_rimone(root: &Path, split: &str) -> Result<(Vec<Pair>, Vec<Skip>), DataError> {
     let mut skips = Vec::new();
     let mut masks: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
+    let mut diagnosis: BTreeMap<String, bool> = BTreeMap::new();
     for group in ["normal", "glaucoma"] {
         let dir = root.join(RIMONE_MASKS).join(group);
         if !dir.is_dir() {
@@ -143,6 +165,7 @@ fn scan_rimone(root: &Path, split: &str) -> Result<(Vec<Pair>, Vec<Skip>), DataE
         for m in list(&dir)? {
             let s = stem(&m);
             if let Some(id) = s.strip_suffix("-1-Disc-T") {
+                diagnosis.insert(id.to_owned(), group == "glaucoma");
                 masks.entry(id.to_owned()).or_default().0 = Some(m);
             } else if let Some(id) = s.strip_suffix("-1-Cup-T") {
                 masks.entry(id.to_owned()).or_default().1 = Some(m);
@@ -157,6 +180,7 @@ fn scan_rimone(root: &Path, split: &str) -> Result<(Vec<Pair>, Vec<Skip>), DataE
         let name = stem(&img);
         match masks.get(&name) {
             Some((Some(disc), Some(cup))) => pairs.push(Pair {
+                glaucoma: diagnosis.get(&name).copied(),
                 name,
                 image: img,
                 masks: MaskFiles::DiscCup { disc: disc.clone(), cup: cup.clone() },
@@ -184,6 +208,8 @@ pub struct Sample {
     /// Labels at the photograph's size.
     pub truth: LabelMap,
     pub geometry: Geometry,
+    /// The eye's diagnosis, where the data set gives one ([`Pair::glaucoma`]).
+    pub glaucoma: Option<bool>,
 }
 
 /// What loading had to fix or leave out.
@@ -344,7 +370,15 @@ pub fn load_pair_with<T>(
     let extra = with_photo(&image);
     report.loaded = 1;
     let name = format!("{prefix}/{}", pair.name);
-    let sample = Sample { name, image_path: pair.image.clone(), input, target, truth, geometry };
+    let sample = Sample {
+        name,
+        image_path: pair.image.clone(),
+        input,
+        target,
+        truth,
+        geometry,
+        glaucoma: pair.glaucoma,
+    };
     Ok((sample, extra, report))
 }
 

@@ -373,6 +373,7 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
+    let trained_on = hardware(&state);
     let scores = state
         .best
         .map(|summary| TestScores {
@@ -397,7 +398,7 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
             train_images: 0,
             val_images: state.best.map(|b| b.n as u64).unwrap_or(0),
             wall_time_s: state.wall_time_s,
-            hardware: hardware(),
+            hardware: trained_on,
             config_json: serde_json::to_string(&seg.config).unwrap_or_default(),
         }),
         scores,
@@ -543,17 +544,10 @@ pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, ExportError> {
         .map_err(|e| ExportError::Key { path: path.to_owned(), reason: e.to_string() })
 }
 
-/// "CPU model, N threads" of this machine, for the bundle's training summary.
-pub fn hardware() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{cpu}, {threads} threads (CPU, burn flex)")
+/// What a run trained on, from its `state.json`: each stretch's backend, device and threads.
+pub fn hardware(state: &training::RunState) -> String {
+    if state.hardware.is_empty() {
+        return "not recorded (run written before papilla recorded its hardware)".into();
+    }
+    state.hardware.iter().map(ToString::to_string).collect::<Vec<_>>().join("; then ")
 }

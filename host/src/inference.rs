@@ -96,28 +96,29 @@ impl RunModel {
 pub fn evaluate(
     run: &RunModel,
     samples: &[Sample],
+    threshold: f64,
 ) -> Result<(ScoreReport, Vec<LabelMap>), InferError> {
     let masks = run.predict_samples(samples)?;
-    let report = score_masks(samples, &masks);
+    let report = score_masks(samples, &masks, threshold);
     Ok((report, masks))
 }
 
 /// The REFUGE report of predicted masks against the samples' ground truth (same order).
-pub fn score_masks(samples: &[Sample], masks: &[LabelMap]) -> ScoreReport {
+pub fn score_masks(samples: &[Sample], masks: &[LabelMap], threshold: f64) -> ScoreReport {
     let mut images = Vec::with_capacity(samples.len());
     for (s, m) in samples.iter().zip(masks) {
         let scores =
             metrics::score(m, &s.truth).expect("prediction mapped back to the truth's size");
         images.push(ScoredImage {
             name: s.name.clone(),
+            glaucoma: s.glaucoma,
             vcdr_error: scores.vcdr_error(),
             scores,
             pred_snapped: 0,
             truth_snapped: 0,
         });
     }
-    let per: Vec<_> = images.iter().map(|i| i.scores).collect();
-    ScoreReport { summary: metrics::summarize(&per), images, extra_predictions: Vec::new() }
+    ScoreReport::new(images, Vec::new(), threshold)
 }
 
 /// Photographs of a folder (or of its `fundus color images/` sub-folder), sorted.

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod augment;
+pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod export;

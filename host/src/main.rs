@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::Parser;
 use papilla_host::cli::{
-    Cli, Command, EvaluateArgs, ExportArgs, KeygenArgs, PredictArgs, ScoreArgs, SynthArgs,
-    TrainArgs,
+    CheckBackendArgs, Cli, Command, EvaluateArgs, ExportArgs, KeygenArgs, PredictArgs, ScoreArgs,
+    SynthArgs, TrainArgs,
 };
 use papilla_host::score::ScoreReport;
 
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth(args),
         Command::Export(args) => export(*args),
         Command::Keygen(args) => keygen(args),
+        Command::CheckBackend(args) => check_backend(args),
     };
     match result {
         Ok(code) => code,
@@ -56,7 +57,7 @@ fn print_report(
 }
 
 fn score(args: ScoreArgs) -> anyhow::Result<ExitCode> {
-    let report = papilla_host::score::score_dirs(&args.pred, &args.truth)?;
+    let report = papilla_host::score::score_dirs(&args.pred, &args.truth, args.referral_threshold)?;
     print_report(&report, args.json, args.csv.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -145,4 +146,38 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     println!("secret key: {} (keep it private)", args.out.display());
     println!("public key: {} ({hex})", public.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn check_backend(args: CheckBackendArgs) -> anyhow::Result<ExitCode> {
+    let (check, agrees) = papilla_host::app::check_backend(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&check)?);
+    } else {
+        println!(
+            "one training step at {} px, batch {}, {} parameters, {:?} against flex:",
+            check.size, check.batch, check.parameters, args.backend
+        );
+        println!(
+            "  loss            flex {:.7}  candidate {:.7}",
+            check.loss_reference, check.loss_candidate
+        );
+        println!(
+            "  gradients       worst relative difference {:.2e} ({})",
+            check.worst_gradient_rel, check.worst_gradient
+        );
+        println!(
+            "  stepped weights max difference {:.2e} (max |w| {:.3})",
+            check.max_weight_diff, check.max_weight
+        );
+        println!(
+            "  logits          max difference {:.2e} (range {:.3})",
+            check.max_logit_diff, check.logit_range
+        );
+        println!(
+            "{} within {:.0e}",
+            if agrees { "agrees" } else { "DIFFERS: do not train on this backend" },
+            args.tolerance
+        );
+    }
+    Ok(if agrees { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

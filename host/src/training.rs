@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::augment::{AugmentConfig, augment};
+use crate::backend::{Compute, Hardware};
 use crate::data::{Sample, shuffle};
 use crate::model::{UNet, UNetConfig};
 use crate::plot;
@@ -95,6 +96,28 @@ pub struct TrainingConfig {
     /// Keep a numbered checkpoint every N epochs (0 = only best and last).
     #[config(default = 10)]
     pub checkpoint_every: usize,
+    /// Each epoch draws the eyes whose true vCDR is at least `large_cup_vcdr` this many times
+    /// (1 = every eye once): screening is for them, and REFUGE has few (31 of 400 at 0.6).
+    #[config(default = 1)]
+    pub large_cup_repeat: usize,
+    #[config(default = 0.6)]
+    pub large_cup_vcdr: f64,
+}
+
+/// One epoch's draw before shuffling: every sample once, and eyes with a large cup (true vCDR
+/// at least `config.large_cup_vcdr`) `config.large_cup_repeat` times.
+pub fn epoch_indices(true_vcdr: &[f64], config: &TrainingConfig) -> Vec<usize> {
+    let mut order = Vec::with_capacity(true_vcdr.len());
+    for (i, v) in true_vcdr.iter().enumerate() {
+        let times = if *v >= config.large_cup_vcdr { config.large_cup_repeat.max(1) } else { 1 };
+        order.extend(std::iter::repeat_n(i, times));
+    }
+    order
+}
+
+/// The true vCDR of each sample, as the REFUGE metric measures it on its ground truth.
+pub fn true_vcdr(samples: &[Sample]) -> Vec<f64> {
+    samples.iter().map(|s| metrics::measure(&s.truth).vcdr).collect()
 }
 
 impl TrainingConfig {
@@ -138,6 +161,10 @@ pub struct RunState {
     pub best_epoch: Option<usize>,
     pub best: Option<Summary>,
     pub wall_time_s: f64,
+    /// Backend, device and threads of each stretch of the run (a resume on other hardware
+    /// adds one); absent in runs written before it was recorded.
+    #[serde(default)]
+    pub hardware: Vec<Hardware>,
 }
 
 /// One row of `metrics.csv`.
@@ -367,6 +394,8 @@ fn config_from_json(text: &str) -> Result<TrainingConfig, serde_json::Error> {
     if let Some(fields) = value.as_object_mut() {
         fields.entry("loss").or_insert_with(|| serde_json::json!(LossKind::ClassDice));
         fields.entry("cycle_start").or_insert_with(|| serde_json::json!(0));
+        fields.entry("large_cup_repeat").or_insert_with(|| serde_json::json!(1));
+        fields.entry("large_cup_vcdr").or_insert_with(|| serde_json::json!(0.6));
     }
     serde_json::from_value(value)
 }
@@ -420,14 +449,14 @@ pub fn read_metrics(path: &Path) -> Vec<EpochMetrics> {
         .collect()
 }
 
-/// Trains (or resumes) a run in `out`. `device` is the training device (autodiff is added
-/// here). Stops cleanly, with a usable last checkpoint, when `interrupt` turns true.
+/// Trains (or resumes) a run in `out`. `compute` holds the training device (autodiff is
+/// added here) and what it is, recorded in `state.json`. Stops cleanly, with a usable last checkpoint, when `interrupt` turns true.
 pub fn train(
     config: &TrainingConfig,
     train_set: &[Sample],
     val_set: &[Sample],
     out: &Path,
-    device: &Device,
+    compute: &Compute,
     resume: bool,
     interrupt: Arc<AtomicBool>,
 ) -> Result<TrainOutcome, TrainError> {
@@ -444,8 +473,8 @@ pub fn train(
         }
     }
     std::fs::create_dir_all(out).map_err(io_err(out, "cannot create the run directory"))?;
-    let train_device = device.clone().autodiff();
-    let eval_device = device.clone().without_autodiff();
+    let train_device = compute.device.clone().autodiff();
+    let eval_device = compute.device.clone().without_autodiff();
 
     let state_path = out.join(STATE_FILE);
     let (mut model, mut optim, mut state) = if resume && state_path.exists() {
@@ -462,10 +491,14 @@ pub fn train(
         let _ = std::fs::remove_file(out.join(METRICS_FILE));
         (config.model.init(&train_device), config.optimizer(), RunState::default())
     };
+    if state.hardware.last() != Some(&compute.hardware) {
+        state.hardware.push(compute.hardware.clone());
+    }
     save_json(&out.join(CONFIG_FILE), config)?;
 
     let mut history = read_metrics(&out.join(METRICS_FILE));
-    let steps_per_epoch = train_set.len().div_ceil(config.batch_size.max(1));
+    let draw = epoch_indices(&true_vcdr(train_set), config);
+    let steps_per_epoch = draw.len().div_ceil(config.batch_size.max(1));
     let tty = std::io::stderr().is_terminal();
     let classes = config.model.num_classes;
     let run_start = Instant::now();
@@ -475,7 +508,7 @@ pub fn train(
         let epoch = state.epoch + 1;
         let mut rng =
             SplitMix64::new(config.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        let mut order = draw.clone();
         shuffle(&mut order, &mut rng);
         let started = Instant::now();
         let (mut loss_sum, mut seen) = (0f64, 0usize);
@@ -508,7 +541,7 @@ pub fn train(
             let elapsed = started.elapsed().as_secs_f64();
             let ips = seen as f64 / elapsed.max(1e-9);
             let left = (steps_per_epoch - b - 1) as f64 * batch.len() as f64 / ips.max(1e-9)
-                + (config.epochs - epoch) as f64 * train_set.len() as f64 / ips.max(1e-9);
+                + (config.epochs - epoch) as f64 * draw.len() as f64 / ips.max(1e-9);
             let every = (steps_per_epoch / 10).max(1);
             if tty || (b + 1) % every == 0 || b + 1 == steps_per_epoch {
                 let line = format!(
@@ -612,6 +645,22 @@ fn fmt_duration(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_cups_are_drawn_more_often_and_old_configs_draw_every_eye_once() {
+        let vcdr = [0.3, 0.6, 0.59, 0.8];
+        assert_eq!(epoch_indices(&vcdr, &cfg()), vec![0, 1, 2, 3]);
+        let c = cfg().with_large_cup_repeat(3);
+        assert_eq!(epoch_indices(&vcdr, &c), vec![0, 1, 1, 1, 2, 3, 3, 3]);
+        let c = c.with_large_cup_vcdr(0.5);
+        assert_eq!(epoch_indices(&vcdr, &c).len(), 10);
+        let mut json = serde_json::to_value(cfg()).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("large_cup_repeat");
+        fields.remove("large_cup_vcdr");
+        let old = config_from_json(&json.to_string()).unwrap();
+        assert_eq!((old.large_cup_repeat, old.large_cup_vcdr), (1, 0.6));
+    }
 
     fn cfg() -> TrainingConfig {
         TrainingConfig::new(

@@ -6,5 +6,8 @@ mod common;
 mod data_loaders;
 #[cfg(feature = "gpu")]
 mod gpu;
+mod gpu_kit;
 mod score_cli;
+#[cfg(feature = "tch")]
+mod tch;
 mod train_cli;

@@ -66,6 +66,10 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     }
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 9, "{csv}");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["hardware"][0]["backend"], "flex", "{state}");
+    assert!(state["hardware"][0]["threads"].as_u64().unwrap() >= 1, "{state}");
 
     // Resume extends the same run.
     let out = papilla(&["train", "--data", train_s, "--out", run_s, "--epochs", "24", "--resume"]);

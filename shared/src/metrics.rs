@@ -73,7 +73,7 @@ pub fn measure(mask: &LabelMap) -> Measurements {
 }
 
 /// Scores of one predicted mask against its ground truth.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
 pub struct ImageScores {
     pub disc_dice: f64,
     pub cup_dice: f64,

@@ -87,8 +87,11 @@ fn coarse_to_fine_crop_keeps_disc_and_cup_nearly_exact() {
         disc.push(s.disc_dice);
         cup.push(s.cup_dice);
     }
-    let report = papilla_host::score::score_dirs(&pred_dir, &truth_dir).unwrap();
+    let report = papilla_host::score::score_dirs(&pred_dir, &truth_dir, 0.6).unwrap();
     assert_eq!(report.summary, metrics::summarize(&per_image));
+    let pairs: Vec<(f64, f64)> = per_image.iter().map(|s| (s.vcdr, s.vcdr_true)).collect();
+    assert_eq!(report.referral, papilla_host::score::referral(&pairs, 0.6));
+    assert_eq!(report.referral.eligible + report.referral.below, 4);
     assert_eq!(report.summary.n, 4);
     let (whole, _, _) = road(128, false, 0);
     let (cropped, _, _) = road(128, true, 0);

@@ -169,7 +169,7 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
         assert!(Cli::try_parse_from(["papilla-device", "--bundle-format"]).unwrap().bundle_format);
-        assert_eq!(bundle_format(), "papilla bundle format 1.1");
+        assert_eq!(bundle_format(), "papilla bundle format 1.2");
         let c =
             Cli::try_parse_from(["papilla-device", "install-model", "m.papilla", "--root", "/r"])
                 .unwrap();

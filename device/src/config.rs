@@ -344,7 +344,7 @@ mod tests {
         let cfg = parse(include_str!("../../scripts/device.toml")).unwrap();
         assert_eq!(cfg.camera.source, SourceKind::Rpicam);
         assert_eq!(cfg.gpio.backend, GpioBackend::Cdev);
-        assert_eq!(cfg.trust_keys().unwrap().len(), 1, "the release key");
+        assert_eq!(cfg.trust_keys().unwrap().len(), 2, "the release key and the previous one");
         // Everything else is the documented default.
         let mut d = DeviceConfig::default();
         d.camera.source = SourceKind::Rpicam;

@@ -116,7 +116,10 @@ fn the_shipped_model_is_signed_by_the_release_key_the_example_config_trusts() {
     )
     .unwrap();
     let release = std::fs::read_to_string(repo().join("models/papilla-release.pub")).unwrap();
-    assert_eq!(cfg.trust.keys, vec![release.trim().to_owned()]);
+    let previous =
+        std::fs::read_to_string(repo().join("models/papilla-release-2026-11.pub")).unwrap();
+    // A rotated key: the config trusts the new release key and the one before it.
+    assert_eq!(cfg.trust.keys, vec![release.trim().to_owned(), previous.trim().to_owned()]);
     assert!(!cfg.trust.allow_unsigned);
     let v = cfg.verification().unwrap();
     let loaded = papilla_shared::bundle::Bundle::from_bytes(&shipped_bytes(), &v).unwrap();

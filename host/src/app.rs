@@ -13,7 +13,8 @@ use crate::augment::AugmentConfig;
 use crate::backend::{BackendError, StepCheck, compare_training_step, device_for};
 use crate::cli::{
     ActTypeArg, CalibMethodArg, CheckBackendArgs, EvaluateArgs, ExportArgs, Int8FormArg, LossArg,
-    OptimizerArg, PredictArgs, ShapeFitArg, SynthArgs, TrainArgs, UpsamplingArg, WeightScalesArg,
+    OptimizerArg, PredictArgs, ShapeFitArg, SynthArgs, TrainArgs, TtaArg, UpsamplingArg,
+    WeightScalesArg,
 };
 use crate::data::{self, DataError, LoadReport, Sample};
 use crate::export::{CalibMethod, ExportError, ExportOptions, ExportReport};
@@ -23,7 +24,7 @@ use crate::onnx::{ActType, Form, WeightScales};
 use crate::score::ScoreReport;
 use crate::training::{self, LossKind, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
 use papilla_shared::bundle::Verification;
-use papilla_shared::postprocess::ShapeFit;
+use papilla_shared::postprocess::{ShapeFit, TestTimeAugmentation};
 use papilla_shared::preprocess::{PreprocessConfig, RoiPolicy};
 use papilla_shared::runtime::{Engine, Framing};
 
@@ -527,6 +528,10 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport, AppError> {
             ShapeFitArg::Ellipse => ShapeFit::Ellipse,
         },
         disc_centred_pad: args.disc_centred_pad,
+        tta: match args.tta {
+            TtaArg::None => TestTimeAugmentation::None,
+            TtaArg::Hflip => TestTimeAugmentation::HorizontalFlip,
+        },
         selftest_image: args.selftest_image.clone(),
         threads: args.threads,
     };

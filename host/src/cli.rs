@@ -316,6 +316,14 @@ pub struct PredictArgs {
     pub threads: usize,
 }
 
+/// Test-time augmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TtaArg {
+    None,
+    /// The crop and its left-right mirror image, scores averaged.
+    Hflip,
+}
+
 /// int8 graph form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Int8FormArg {
@@ -427,6 +435,11 @@ pub struct ExportArgs {
     /// side, carried in the bundle. Choose it on a training split of such crops.
     #[arg(long, value_name = "PAD")]
     pub disc_centred_pad: Option<f32>,
+    /// Test-time augmentation of the segmenter, carried in the bundle (host and device apply
+    /// it): `hflip` also runs the mirrored crop and averages the scores (twice the
+    /// segmenter's cost). Choose it on a training split.
+    #[arg(long, value_enum, default_value_t = TtaArg::None)]
+    pub tta: TtaArg,
     /// Threads for tract during calibration and checks.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,

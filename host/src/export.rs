@@ -9,7 +9,7 @@ use papilla_shared::bundle::{
     Bundle, Manifest, Precision, SelfTest, SigningKey, Stage, StageRole, TestScores,
     TrainingSummary, Verification, VerifyingKey,
 };
-use papilla_shared::postprocess::{OutputSpec, ShapeFit};
+use papilla_shared::postprocess::{OutputSpec, ShapeFit, TestTimeAugmentation};
 use papilla_shared::preprocess::{Tensor4, preprocess};
 use papilla_shared::runtime::{self, Engine, Graph, RuntimeError};
 use thiserror::Error;
@@ -96,6 +96,8 @@ pub struct ExportOptions {
     pub shape_fit: ShapeFit,
     /// Padding of disc-centred crops, carried in the manifest.
     pub disc_centred_pad: Option<f32>,
+    /// The segmenter's test-time augmentation, carried in the manifest.
+    pub tta: TestTimeAugmentation,
     pub threads: usize,
 }
 
@@ -261,6 +263,7 @@ fn engine_of(
     graphs: Vec<Vec<u8>>,
     precision: Precision,
     shape_fit: ShapeFit,
+    tta: TestTimeAugmentation,
     threads: usize,
 ) -> Result<(Bundle, Engine), ExportError> {
     let manifest = Manifest {
@@ -274,6 +277,7 @@ fn engine_of(
         selftest: None,
         shape_fit,
         disc_centred_pad: None,
+        tta,
     };
     let bundle = Bundle::new(manifest, graphs)?;
     let engine = Engine::new(&bundle, threads)?;
@@ -324,7 +328,7 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
             }
             let photos = calibration_photos(&o.calibration, o.calib_images)?;
             let (_, f32_engine) =
-                engine_of(&sources, f32_graphs, Precision::F32, o.shape_fit, o.threads)?;
+                engine_of(&sources, f32_graphs, Precision::F32, o.shape_fit, o.tta, o.threads)?;
             let mut graphs = Vec::new();
             for s in &sources {
                 let mut inputs = Vec::with_capacity(photos.len());
@@ -354,7 +358,8 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
     };
 
     // The self-test: a golden photograph and the mask this very bundle gives it.
-    let (_, engine) = engine_of(&sources, graphs.clone(), precision, o.shape_fit, o.threads)?;
+    let (_, engine) =
+        engine_of(&sources, graphs.clone(), precision, o.shape_fit, o.tta, o.threads)?;
     let photo = match &o.selftest_image {
         Some(p) => shrink(inference::read_photo(p)?, 640),
         None => {
@@ -405,6 +410,7 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
         selftest: Some(selftest),
         shape_fit: o.shape_fit,
         disc_centred_pad: o.disc_centred_pad,
+        tta: o.tta,
     };
     let bundle = Bundle::new(manifest, graphs)?;
     let key = o.sign.as_deref().map(read_signing_key).transpose()?;

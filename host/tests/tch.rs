@@ -4,11 +4,12 @@
 
 use std::process::Command;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use papilla_host::backend::{compare_training_step, device_for};
 use papilla_host::cli::BackendArg;
 use papilla_host::model::UNetConfig;
 use papilla_shared::bundle::Verification;
+use papilla_shared::preprocess::{PreprocessConfig, preprocess};
 use papilla_shared::runtime::Engine;
 use serde_json::Value;
 
@@ -113,4 +114,20 @@ fn a_run_trained_on_tch_resumes_exports_and_runs_in_tract() {
     let photo = image::open(train.join("fundus color images/0003.jpg")).unwrap().to_rgb8();
     let seg = engine.segment(&photo).unwrap();
     assert_eq!((seg.mask.width(), seg.mask.height()), (96, 96));
+
+    // The weights trained on tch travel faithfully: tract's logits are libtorch's, and flex's.
+    let (input, _) = preprocess(&photo, &PreprocessConfig::square(64), None).unwrap();
+    let tract = engine.stage_logits(false, &input).unwrap().data;
+    let range = tract.iter().fold(f32::MIN, |m, v| m.max(*v))
+        - tract.iter().fold(f32::MAX, |m, v| m.min(*v));
+    assert!(range > 0.1, "a trained net has spread logits: {range}");
+    for backend in [BackendArg::Tch, BackendArg::Cpu] {
+        let device = device_for(backend, 2).unwrap().device;
+        let run = papilla_host::inference::load_run(&run, &device).unwrap();
+        let x =
+            Tensor::<4>::from_data(TensorData::new(input.data.clone(), input.shape), &run.device);
+        let burn = run.model.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        let diff = burn.iter().zip(&tract).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-4 * range, "{backend:?} vs tract: max |diff| {diff}, range {range}");
+    }
 }

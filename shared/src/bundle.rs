@@ -25,7 +25,7 @@ pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::error::BundleError;
 use crate::metrics::Summary;
-use crate::postprocess::{OutputSpec, ShapeFit};
+use crate::postprocess::{OutputSpec, ShapeFit, TestTimeAugmentation};
 use crate::preprocess::PreprocessConfig;
 
 /// First bytes of every bundle.
@@ -33,7 +33,7 @@ pub const MAGIC: [u8; 8] = *b"PAPILLA\0";
 /// Format major version written and read by this build.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version written by this build.
-pub const FORMAT_MINOR: u16 = 1;
+pub const FORMAT_MINOR: u16 = 2;
 /// Conventional file extension.
 pub const EXTENSION: &str = "papilla";
 
@@ -136,6 +136,8 @@ pub struct Manifest {
     /// segmenter to see the disc at its training scale
     /// ([`crate::runtime::Framing::DiscCentred`]); `None`: not chosen for this model.
     pub disc_centred_pad: Option<f32>,
+    /// Format minor 2: the segmenter's test-time augmentation; older bundles read as none.
+    pub tta: TestTimeAugmentation,
 }
 
 /// A model bundle in memory.
@@ -248,11 +250,16 @@ impl Bundle {
         }
         let manifest_len = u32::from_le_bytes(r.array("manifest length")?) as usize;
         let mut manifest_bytes = r.take(manifest_len, "manifest")?.to_vec();
-        if minor == 0 {
-            // Written before the minor-1 fields existed: their defaults complete it (postcard
-            // encodes a tuple as it does the struct fields in order).
-            let defaults = (ShapeFit::None, None::<f32>);
-            manifest_bytes.extend(postcard::to_stdvec(&defaults).map_err(BundleError::Encode)?);
+        // Each minor appended fields at the manifest's end; a bundle of an older minor is
+        // completed with what it meant (postcard encodes a tuple as it does the struct's
+        // fields, in order). One row per minor.
+        if minor < 1 {
+            let minor_1 = (ShapeFit::None, None::<f32>);
+            manifest_bytes.extend(postcard::to_stdvec(&minor_1).map_err(BundleError::Encode)?);
+        }
+        if minor < 2 {
+            let minor_2 = (TestTimeAugmentation::None,);
+            manifest_bytes.extend(postcard::to_stdvec(&minor_2).map_err(BundleError::Encode)?);
         }
         let manifest: Manifest =
             postcard::from_bytes(&manifest_bytes).map_err(BundleError::Manifest)?;
@@ -390,6 +397,7 @@ mod tests {
             selftest: None,
             shape_fit: ShapeFit::None,
             disc_centred_pad: None,
+            tta: TestTimeAugmentation::None,
         }
     }
 
@@ -405,7 +413,7 @@ mod tests {
     fn golden_bytes_pin_the_layout() {
         // Regenerate with PAPILLA_BLESS=1 only for a deliberate format change (and bump the
         // format version when old readers could not read the new layout).
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/bundle_v1.1_signed.hex");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/bundle_v1.2_signed.hex");
         let bytes = golden().to_bytes(Some(&key(7))).unwrap();
         if std::env::var_os("PAPILLA_BLESS").is_some() {
             std::fs::write(path, hex(&bytes) + "\n").unwrap();
@@ -413,7 +421,7 @@ mod tests {
         let expected = std::fs::read_to_string(path).unwrap();
         assert_eq!(hex(&bytes), expected.trim());
         assert_eq!(&bytes[..8], b"PAPILLA\0");
-        assert_eq!(&bytes[8..12], &[1, 0, 1, 0]);
+        assert_eq!(&bytes[8..12], &[1, 0, 2, 0]);
         let m = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
         assert_eq!(&bytes[16 + m..16 + m + 9], b"graph-one");
         assert_eq!(bytes.len(), 16 + m + 9 + 7 + 1 + 32 + 64);
@@ -424,6 +432,36 @@ mod tests {
         assert_eq!(loaded.bundle, golden());
         assert_eq!(loaded.bundle.graph(1), Some(&b"graph-2"[..]));
         assert_eq!(loaded.bundle.manifest().stages[0].graph_sha256, sha256(b"graph-one"));
+    }
+
+    fn read_hex(name: &str) -> Vec<u8> {
+        let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        (0..text.trim().len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_minor_1_bundle_reads_without_tta_and_minor_2_appends_one_byte() {
+        let old = read_hex("bundle_v1.1_signed.hex");
+        assert_eq!(&old[8..12], &[1, 0, 1, 0]);
+        let loaded =
+            Bundle::from_bytes(&old, &Verification::signed_by(vec![key(7).verifying_key()]))
+                .unwrap();
+        assert_eq!(loaded.bundle, golden());
+        assert_eq!(loaded.bundle.manifest().tta, TestTimeAugmentation::None);
+        let mut flipped = golden_manifest();
+        flipped.tta = TestTimeAugmentation::HorizontalFlip;
+        let new = Bundle::new(flipped, vec![b"graph-one".to_vec(), b"graph-2".to_vec()])
+            .unwrap()
+            .to_bytes(None)
+            .unwrap();
+        let len = |b: &[u8]| u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+        assert_eq!(len(&new), len(&old) + 1);
+        assert_eq!(&new[16..16 + len(&old)], &old[16..16 + len(&old)], "a 1.1 reader's bytes");
+        assert_eq!(new[16 + len(&old)], 1, "HorizontalFlip");
     }
 
     #[test]
@@ -451,10 +489,14 @@ mod tests {
             .to_bytes(None)
             .unwrap();
         let len = |b: &[u8]| u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
-        assert_eq!(len(&new), len(&old) + 6);
+        assert_eq!(len(&new), len(&old) + 7);
         assert_eq!(&new[16..16 + len(&old)], &old[16..16 + len(&old)]);
         let added = &new[16 + len(&old)..16 + len(&new)];
-        assert_eq!(added, [&[1u8, 1][..], &1.5f32.to_le_bytes()].concat(), "Ellipse, Some(1.5)");
+        let expected = [&[1u8, 1][..], &1.5f32.to_le_bytes(), &[0]].concat();
+        assert_eq!(
+            added, expected,
+            "Ellipse, Some(1.5), then minor 2's TestTimeAugmentation::None"
+        );
     }
 
     #[test]
@@ -473,7 +515,7 @@ mod tests {
         bytes[8] = 2;
         let err = Bundle::from_bytes(&bytes, &Verification::integrity_only()).unwrap_err();
         assert!(
-            matches!(err, BundleError::UnsupportedVersion { major: 2, minor: 1, supported: 1 }),
+            matches!(err, BundleError::UnsupportedVersion { major: 2, minor: 2, supported: 1 }),
             "{err}"
         );
     }
@@ -642,6 +684,11 @@ mod tests {
                     }),
                     shape_fit: if created % 2 == 0 { ShapeFit::None } else { ShapeFit::Ellipse },
                     disc_centred_pad: (created % 3 == 0).then_some(1.75),
+                    tta: if created % 5 == 0 {
+                        TestTimeAugmentation::HorizontalFlip
+                    } else {
+                        TestTimeAugmentation::None
+                    },
                 };
                 (manifest, graphs)
             })

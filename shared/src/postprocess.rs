@@ -145,6 +145,19 @@ fn taps(out_len: u32, in_len: usize) -> Vec<(usize, usize, f32)> {
         .collect()
 }
 
+/// Test-time augmentation of the segmenter, chosen when the bundle is exported and applied by
+/// every reader of it (host and device run the same runtime).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TestTimeAugmentation {
+    /// One pass.
+    #[default]
+    None,
+    /// The crop and its left-right mirror image; the mirrored pass's scores are mirrored back
+    /// and the two averaged before argmax (a fundus flipped left-right is a plausible other
+    /// eye, which training's flips already showed the network). Twice the segmenter's cost.
+    HorizontalFlip,
+}
+
 /// The shape fitted to a segmenter's clean disc and cup, chosen when the bundle is exported.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ShapeFit {

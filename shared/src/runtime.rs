@@ -14,7 +14,7 @@ use crate::bundle::{Bundle, Manifest, Stage, StageRole, Verification};
 use crate::error::{BundleError, PostprocessError, PreprocessError};
 use crate::labels::{Class, LabelMap};
 use crate::metrics::{Measurements, measure};
-use crate::postprocess::{ShapeFit, clean, fit_ellipses, postprocess};
+use crate::postprocess::{ShapeFit, TestTimeAugmentation, clean, fit_ellipses, postprocess};
 use crate::preprocess::{Geometry, Rect, Tensor4, preprocess};
 
 /// Why the runtime could not load or run a model.
@@ -354,7 +354,7 @@ impl Engine {
         Ok(roi)
     }
 
-    /// One stage's mask on the photograph.
+    /// The segmenter's mask on the photograph, with the bundle's test-time augmentation.
     fn run_stage(
         &self,
         s: &LoadedStage,
@@ -362,7 +362,7 @@ impl Engine {
         roi: Option<Rect>,
         times: &mut StageTimes,
     ) -> Result<LabelMap, RuntimeError> {
-        let (out, geometry) = self.infer(s, image, roi, times)?;
+        let (out, geometry) = self.infer_tta(s, image, roi, times, self.manifest.tta)?;
         let t = Instant::now();
         let mask = postprocess(&out.data, &out.shape, &s.stage.output, &geometry)?;
         times.postprocess += t.elapsed();
@@ -377,14 +377,52 @@ impl Engine {
         roi: Option<Rect>,
         times: &mut StageTimes,
     ) -> Result<(Output, Geometry), RuntimeError> {
+        self.infer_tta(s, image, roi, times, TestTimeAugmentation::None)
+    }
+
+    /// [`Engine::infer`] with `tta`: with a horizontal flip, the mirrored input's scores are
+    /// mirrored back and averaged with the plain pass's.
+    fn infer_tta(
+        &self,
+        s: &LoadedStage,
+        image: &RgbImage,
+        roi: Option<Rect>,
+        times: &mut StageTimes,
+        tta: TestTimeAugmentation,
+    ) -> Result<(Output, Geometry), RuntimeError> {
         let t = Instant::now();
-        let (input, geometry) = preprocess(image, &s.stage.preprocess, roi)?;
+        let (mut input, geometry) = preprocess(image, &s.stage.preprocess, roi)?;
         times.preprocess += t.elapsed();
         let t = Instant::now();
-        let out = run_first(s, &input, &self.executor)?;
+        let mut out = run_first(s, &input, &self.executor)?;
+        if tta == TestTimeAugmentation::HorizontalFlip {
+            flip_width(&mut input.data, input.shape);
+            let mut mirrored = run_first(s, &input, &self.executor)?;
+            let shape = output_shape(&mirrored, &s.stage.name)?;
+            flip_width(&mut mirrored.data, shape);
+            for (a, b) in out.data.iter_mut().zip(&mirrored.data) {
+                *a = 0.5 * (*a + *b);
+            }
+        }
         times.inference += t.elapsed();
         Ok((out, geometry))
     }
+}
+
+/// Reverses every row of an `[N, C, H, W]` tensor: the left-right mirror image.
+fn flip_width(data: &mut [f32], shape: [usize; 4]) {
+    let w = shape[3].max(1);
+    for row in data.chunks_exact_mut(w) {
+        row.reverse();
+    }
+}
+
+/// An output's shape as `[N, C, H, W]`, or an error naming the stage.
+fn output_shape(out: &Output, stage: &str) -> Result<[usize; 4], RuntimeError> {
+    <[usize; 4]>::try_from(out.shape.as_slice()).map_err(|_| RuntimeError::Run {
+        stage: stage.to_owned(),
+        message: format!("expected a 4-d output, got shape {:?}", out.shape),
+    })
 }
 
 /// Index into `0..n` of position `i`, reflected at the edges without repeating the edge pixel
@@ -463,7 +501,17 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::mirror;
+    use super::{flip_width, mirror};
+
+    #[test]
+    fn flip_width_mirrors_each_row_of_each_plane() {
+        // [1, 2, 2, 3]: two planes of two rows of three.
+        let mut v: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        flip_width(&mut v, [1, 2, 2, 3]);
+        assert_eq!(v, [2., 1., 0., 5., 4., 3., 8., 7., 6., 11., 10., 9.]);
+        flip_width(&mut v, [1, 2, 2, 3]);
+        assert_eq!(v, (0..12).map(|i| i as f32).collect::<Vec<_>>());
+    }
 
     #[test]
     fn mirror_reflects_without_repeating_the_edge_and_wraps_far_out() {

@@ -462,3 +462,39 @@ fn a_disc_centred_crop_of_a_shipped_sample_gives_the_same_disc() {
     let err = engine.segment_framed(&crop, Framing::DiscCentred { pad: Some(0.5) }).unwrap_err();
     assert!(err.to_string().contains("between 1 and 8"), "{err}");
 }
+
+#[test]
+fn a_flip_tta_bundle_is_mirror_equivariant_and_says_so_in_its_manifest() {
+    // With TTA the scores are the mean of f(x) and mirror(f(mirror(x))), so a mirrored
+    // photograph gets exactly the mirrored mask; one pass of a network is not equivariant.
+    let f = fixture();
+    let plain = engine(&export("tta-none", &f.run, &[]));
+    let tta = engine(&export("tta-hflip", &f.run, &["--tta", "hflip"]));
+    assert_eq!(
+        tta.manifest().tta,
+        papilla_shared::postprocess::TestTimeAugmentation::HorizontalFlip
+    );
+    assert_eq!(plain.manifest().tta, papilla_shared::postprocess::TestTimeAugmentation::None);
+    let mirrored_agreement = |e: &Engine| {
+        let mut same = 0usize;
+        let mut total = 0usize;
+        for seed in 200..204 {
+            let photo = generate(&SynthParams::random(96, 96, seed)).image;
+            let flipped = image::imageops::flip_horizontal(&photo);
+            let a = e.segment(&photo).unwrap().mask;
+            let b = e.segment(&flipped).unwrap().mask;
+            let w = a.width();
+            for y in 0..a.height() {
+                for x in 0..w {
+                    same += usize::from(a.get(x, y) == b.get(w - 1 - x, y));
+                    total += 1;
+                }
+            }
+        }
+        same as f64 / total as f64
+    };
+    let (p, t) = (mirrored_agreement(&plain), mirrored_agreement(&tta));
+    eprintln!("mirror agreement: one pass {p:.5}, flip TTA {t:.5}");
+    assert_eq!(t, 1.0, "flip TTA is exactly mirror-equivariant");
+    assert!(p < 1.0, "a single pass is not (else this test proves nothing): {p}");
+}

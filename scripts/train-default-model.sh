@@ -102,7 +102,7 @@ echo "chosen roi-context: $best"
 
 # The padding of disc-centred crops, on RIM-ONE DL's TRAINING split.
 pad=""; pad_score=-1
-for p in 1.5 1.6 1.7 1.8 1.9; do
+for p in 1.3 1.4 1.5 1.6 1.7 1.8 1.9; do
   score=$(papilla evaluate --model "$RUNS/ctx-$best.papilla" --data "$DATA/rimone-dl" \
     --rimone-split train --disc-centred "$p" --json | criterion)
   echo "disc-centred pad $p: RIM-ONE train score $score"

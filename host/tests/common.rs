@@ -5,6 +5,28 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, GrayImage, Luma};
 use papilla_shared::synth::{SynthParams, generate};
 
+/// `papilla train` flags of a test-sized run: a depth-2, 8-channel UNet at 64 px that learns
+/// the large synthetic discs of [`gamma_folder`] in a few epochs.
+pub const TINY_RUN: [&str; 17] = [
+    "--size",
+    "64",
+    "--batch",
+    "4",
+    "--depth",
+    "2",
+    "--base-channels",
+    "8",
+    "--optimizer",
+    "adamw",
+    "--lr",
+    "0.01",
+    "--warmup-epochs",
+    "1",
+    "--ce-weight",
+    "1",
+    "--no-augment",
+];
+
 /// A GAMMA-layout folder of `n` synthetic photographs (JPEG) with BMP masks. Discs are large
 /// (30 % of the side) so that test-sized networks at 64 px can learn them quickly.
 pub fn gamma_folder(root: &Path, name: &str, n: u64, seed: u64) -> PathBuf {

@@ -13,7 +13,7 @@ use papilla_shared::preprocess::{PreprocessConfig, preprocess};
 use papilla_shared::runtime::Engine;
 use serde_json::Value;
 
-use crate::common::gamma_folder;
+use crate::common::{TINY_RUN, gamma_folder};
 
 fn papilla(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_papilla")).args(args).output().expect("runs papilla")
@@ -61,31 +61,8 @@ fn a_run_trained_on_tch_resumes_exports_and_runs_in_tract() {
     let train = gamma_folder(root.path(), "train", 16, 0);
     let run = root.path().join("run");
     let (train_s, run_s) = (train.to_str().unwrap(), run.to_str().unwrap());
-    let common = [
-        "--backend",
-        "tch",
-        "--threads",
-        "2",
-        "--size",
-        "64",
-        "--batch",
-        "4",
-        "--depth",
-        "2",
-        "--base-channels",
-        "8",
-        "--optimizer",
-        "adamw",
-        "--lr",
-        "0.01",
-        "--warmup-epochs",
-        "1",
-        "--ce-weight",
-        "1",
-        "--no-augment",
-        "--val-fraction",
-        "0.25",
-    ];
+    let tch = ["--backend", "tch", "--threads", "2", "--val-fraction", "0.25"];
+    let common = [&TINY_RUN[..], &tch].concat();
     let first =
         [&["train", "--data", train_s, "--out", run_s, "--epochs", "3"][..], &common].concat();
     ok(&papilla(&first));

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::gamma_folder;
+use crate::common::{TINY_RUN, gamma_folder};
 
 fn papilla(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_papilla")).args(args).output().expect("runs papilla")
@@ -23,29 +23,7 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     let run = root.path().join("run");
     let (train_s, test_s, run_s) =
         (train.to_str().unwrap(), test.to_str().unwrap(), run.to_str().unwrap());
-    let common = [
-        "--size",
-        "64",
-        "--batch",
-        "4",
-        "--depth",
-        "2",
-        "--base-channels",
-        "8",
-        "--optimizer",
-        "adamw",
-        "--lr",
-        "0.01",
-        "--warmup-epochs",
-        "1",
-        "--ce-weight",
-        "1",
-        "--no-augment",
-        "--val-fraction",
-        "0.2",
-        "--checkpoint-every",
-        "4",
-    ];
+    let common = [&TINY_RUN[..], &["--val-fraction", "0.2", "--checkpoint-every", "4"]].concat();
     let mut args = vec!["train", "--data", train_s, "--out", run_s, "--epochs", "8"];
     args.extend(common);
     let out = papilla(&args);

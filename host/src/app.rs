@@ -202,16 +202,6 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
     } else {
         (samples, load_folders(&val, "test", &config.preprocess, args.threads)?)
     };
-    if config.large_cup_repeat > 1 {
-        let large =
-            training::true_vcdr(&train_set).iter().filter(|v| **v >= config.large_cup_vcdr).count();
-        eprintln!(
-            "large cups (true vCDR >= {}): {large} of {} eyes, drawn {} times an epoch",
-            config.large_cup_vcdr,
-            train_set.len(),
-            config.large_cup_repeat
-        );
-    }
     eprintln!(
         "training on {} images, validating on {}, {}x{} px, {:.2} GFLOP per image forward",
         train_set.len(),

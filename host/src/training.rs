@@ -498,6 +498,15 @@ pub fn train(
 
     let mut history = read_metrics(&out.join(METRICS_FILE));
     let draw = epoch_indices(&true_vcdr(train_set), config);
+    if config.large_cup_repeat > 1 {
+        let large = (draw.len() - train_set.len()) / (config.large_cup_repeat - 1);
+        eprintln!(
+            "large cups (true vCDR >= {}): {large} of {} eyes, drawn {} times an epoch",
+            config.large_cup_vcdr,
+            train_set.len(),
+            config.large_cup_repeat
+        );
+    }
     let steps_per_epoch = draw.len().div_ceil(config.batch_size.max(1));
     let tty = std::io::stderr().is_terminal();
     let classes = config.model.num_classes;

@@ -5,6 +5,20 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, GrayImage, Luma};
 use papilla_shared::synth::{SynthParams, generate};
 
+/// Runs the `papilla` binary built for these tests.
+pub fn papilla(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_papilla"))
+        .args(args)
+        .output()
+        .expect("runs papilla")
+}
+
+/// The stdout of a run that must succeed (its stderr is the failure report).
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `papilla train` flags of a test-sized run: a depth-2, 8-channel UNet at 64 px that learns
 /// the large synthetic discs of [`gamma_folder`] in a few epochs.
 pub const TINY_RUN: [&str; 17] = [

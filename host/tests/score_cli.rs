@@ -9,9 +9,7 @@ use papilla_shared::synth::{SynthParams, generate};
 use papilla_shared::{Class, LabelMap};
 use serde_json::Value;
 
-fn papilla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_papilla")).args(args).output().expect("runs papilla")
-}
+use crate::common::papilla;
 
 fn save(labels: &LabelMap, path: &Path) {
     labels.to_grey().save(path).unwrap();

@@ -2,8 +2,6 @@
 //! tiny run trained, resumed and exported on tch that tract then runs. Needs a build with
 //! `--features tch` (LIBTORCH from scripts/fetch-libtorch.sh); CI runs it.
 
-use std::process::Command;
-
 use burn::tensor::{Device, Tensor, TensorData};
 use papilla_host::backend::{compare_training_step, device_for};
 use papilla_host::cli::BackendArg;
@@ -13,16 +11,7 @@ use papilla_shared::preprocess::{PreprocessConfig, preprocess};
 use papilla_shared::runtime::Engine;
 use serde_json::Value;
 
-use crate::common::{TINY_RUN, gamma_folder};
-
-fn papilla(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_papilla")).args(args).output().expect("runs papilla")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::common::{TINY_RUN, gamma_folder, ok, papilla};
 
 #[test]
 fn a_training_step_on_tch_matches_flex_at_256_px() {

@@ -4,16 +4,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{TINY_RUN, gamma_folder};
-
-fn papilla(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_papilla")).args(args).output().expect("runs papilla")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::common::{TINY_RUN, gamma_folder, ok, papilla};
 
 #[test]
 fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {

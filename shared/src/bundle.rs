@@ -467,12 +467,7 @@ mod tests {
     #[test]
     fn a_minor_0_bundle_reads_without_a_shape_fit_and_minor_1_only_appends() {
         // The golden bundle of format 1.0, written before `shape_fit` existed.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/bundle_v1_signed.hex");
-        let text = std::fs::read_to_string(path).unwrap();
-        let old: Vec<u8> = (0..text.trim().len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect();
+        let old = read_hex("bundle_v1_signed.hex");
         assert_eq!(&old[8..12], &[1, 0, 0, 0]);
         let loaded =
             Bundle::from_bytes(&old, &Verification::signed_by(vec![key(7).verifying_key()]))

@@ -2,14 +2,27 @@
 # Installs papilla-device on a Raspberry Pi (run there as root): the binary, the config, the
 # shipped model into slot A, and the systemd unit.
 #
+#   sudo scripts/install-device.sh papilla-device-VERSION-aarch64.tar.gz   # the release tarball
+#   sudo scripts/install-device.sh                       # from an unpacked tarball (bin/, models/)
 #   sudo scripts/install-device.sh BINARY [MODEL.papilla]
 #
-# BINARY is target/aarch64-unknown-linux-gnu/release/papilla-device from scripts/cross-build.sh.
-# MODEL defaults to models/papilla-default.papilla (signed by models/papilla-release.pub). A
-# config already in /etc/papilla is kept.
+# The tarball comes from scripts/package-device.sh; BINARY from scripts/cross-build.sh. MODEL
+# defaults to models/papilla-default.papilla (signed by models/papilla-release.pub). A config
+# already in /etc/papilla is kept.
 set -euo pipefail
-BIN="${1:?usage: install-device.sh BINARY [MODEL.papilla]}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
+if [[ "${1:-}" == *.tar.gz ]]; then
+  [ "$(id -u)" = 0 ] || { echo "install-device.sh: run as root" >&2; exit 2; }
+  UNPACK="$(mktemp -d)"
+  trap 'rm -rf "$UNPACK"' EXIT
+  tar -C "$UNPACK" -xzf "$1"
+  INNER=("$UNPACK"/papilla-device-*-aarch64/scripts/install-device.sh)
+  [ -x "${INNER[0]}" ] || { echo "install-device.sh: $1 is not a papilla-device release tarball" >&2; exit 2; }
+  "${INNER[0]}"
+  exit 0
+fi
+BIN="${1:-$HERE/../bin/papilla-device}"
+[ -x "$BIN" ] || { echo "usage: install-device.sh [RELEASE.tar.gz | BINARY [MODEL.papilla]] ($BIN not found)" >&2; exit 2; }
 MODEL="${2:-$HERE/../models/papilla-default.papilla}"
 [ "$(id -u)" = 0 ] || { echo "install-device.sh: run as root" >&2; exit 2; }
 

@@ -319,6 +319,12 @@ impl CommandSource {
             .map_err(|_| err("reader panicked".into()))?
             .map_err(|e| err(e.to_string()))?;
         let log = err_reader.join().unwrap_or_default();
+        // 127 is POSIX's "command not found": from a shell wrapper, or from the child of a
+        // spawn whose exec failed (how a missing program shows under qemu-user).
+        if status.code() == Some(127) && bytes.is_empty() {
+            let last = log.lines().last().unwrap_or("command not found");
+            return Err(err(format!("cannot start: {last} (exit 127)")));
+        }
         if !status.success() {
             let last = log.lines().last().unwrap_or("").to_owned();
             return Err(err(format!("exited with {status}: {last}")));
@@ -426,6 +432,14 @@ mod tests {
         assert!(slow.capture().unwrap_err().to_string().contains("no frame within 100 ms"));
         let missing = CommandSource::custom("/nonexistent/rpicam-still", vec![], None, 100);
         assert!(missing.capture().unwrap_err().to_string().contains("cannot start"));
+        let wrapped = CommandSource::custom(
+            "sh",
+            vec!["-c".into(), "/nonexistent/rpicam-still".into()],
+            None,
+            5000,
+        );
+        let e = wrapped.capture().unwrap_err().to_string();
+        assert!(e.contains("cannot start") && e.contains("(exit 127)"), "{e}");
         let mut yuyv = CommandSource::custom(
             "sh",
             vec!["-c".into(), "printf '\\353\\200\\020\\200'".into()],

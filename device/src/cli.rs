@@ -110,6 +110,9 @@ pub struct InstallArgs {
     /// The model bundle (`.papilla`, from `papilla export`).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// Install it even when it is older than the model in use.
+    #[arg(long)]
+    pub allow_downgrade: bool,
     #[command(flatten)]
     pub root: RootArgs,
 }

@@ -15,9 +15,10 @@ use crate::cli::{
 };
 use crate::clock::SystemClock;
 use crate::config::{DeviceConfig, GpioBackend};
+use crate::media::MediaWatch;
 use crate::photo::DecodeOptions;
 use crate::service::{Service, ServiceOptions};
-use crate::slots::{SlotError, Slots};
+use crate::slots::{InstallPolicy, SlotError, Slots};
 use crate::store::{Outcome, Store, read_index};
 
 pub const EXIT_OK: u8 = 0;
@@ -130,25 +131,35 @@ pub fn run(args: &ConfigArgs) -> Result<u8> {
         },
     };
     let hw = |e: String| Failure::new(EXIT_HARDWARE, e);
+    let media = cfg.update.media_folder.as_ref().map(|folder| {
+        tracing::info!(folder = %folder.display(), "looking for model updates on removable media");
+        MediaWatch::new(
+            folder,
+            &cfg.root,
+            verification.clone(),
+            cfg.threads,
+            Duration::from_secs(cfg.update.poll_s.max(1)),
+        )
+    });
+    let parts = Parts {
+        engine: &active.engine,
+        store: &mut store,
+        source: source.as_mut(),
+        stop,
+        options,
+        media,
+    };
     let summary = match cfg.gpio.backend {
-        GpioBackend::None => serve::<NoPin, NoPin>(
-            &active.engine,
-            &mut store,
-            source.as_mut(),
-            None,
-            Leds::new([NoPin; 4], false),
-            stop,
-            options,
-        ),
+        GpioBackend::None => serve::<NoPin, NoPin>(parts, None, Leds::new([NoPin; 4], false)),
         #[cfg(feature = "rpi")]
         GpioBackend::Rpi => {
             let (b, l) = crate::board::rpi::open(&cfg.gpio).map_err(hw)?;
-            serve(&active.engine, &mut store, source.as_mut(), Some(b), l, stop, options)
+            serve(parts, Some(b), l)
         }
         #[cfg(feature = "cdev")]
         GpioBackend::Cdev => {
             let (b, l) = crate::board::cdev::open(&cfg.gpio).map_err(hw)?;
-            serve(&active.engine, &mut store, source.as_mut(), Some(b), l, stop, options)
+            serve(parts, Some(b), l)
         }
         #[allow(unreachable_patterns)]
         other => {
@@ -161,15 +172,22 @@ pub fn run(args: &ConfigArgs) -> Result<u8> {
     Ok(if summary.failed > 0 { EXIT_FAILED } else { EXIT_OK })
 }
 
-fn serve<I: InputPin, O: OutputPin>(
-    engine: &papilla_shared::runtime::Engine,
-    store: &mut Store,
-    source: &mut dyn crate::camera::FrameSource,
-    button: Option<Button<I>>,
-    leds: Leds<O>,
+/// The service's parts that do not depend on the GPIO backend.
+struct Parts<'a> {
+    engine: &'a papilla_shared::runtime::Engine,
+    store: &'a mut Store,
+    source: &'a mut dyn crate::camera::FrameSource,
     stop: Arc<AtomicBool>,
     options: ServiceOptions,
+    media: Option<MediaWatch>,
+}
+
+fn serve<I: InputPin, O: OutputPin>(
+    parts: Parts<'_>,
+    button: Option<Button<I>>,
+    leds: Leds<O>,
 ) -> crate::service::RunSummary {
+    let Parts { engine, store, source, stop, options, media } = parts;
     let mut service = Service {
         engine,
         store,
@@ -179,6 +197,7 @@ fn serve<I: InputPin, O: OutputPin>(
         clock: SystemClock::default(),
         stop,
         options,
+        media,
     };
     service.run(|ev| {
         println!("{}", serde_json::to_string(ev).expect("an event serialises"));
@@ -279,8 +298,9 @@ pub fn selftest(args: &ConfigArgs) -> Result<u8> {
 pub fn install(args: &InstallArgs) -> Result<u8> {
     let cfg = config_with_root(&args.root)?;
     let verification = verification(&cfg, &args.root.config)?;
-    let slot = Slots::new(&cfg.root)
-        .install(&args.file, &verification, cfg.threads)
+    let policy = InstallPolicy { allow_downgrade: args.allow_downgrade, newer_only: false };
+    let (slot, _) = Slots::new(&cfg.root)
+        .install_with(&args.file, &verification, cfg.threads, policy)
         .map_err(slot_failure)?;
     println!(
         "installed {} into slot {slot:?}; the previous model stays for `rollback`",

@@ -77,6 +77,7 @@ pub struct DeviceConfig {
     pub gpio: GpioConfig,
     pub quality: QualityConfig,
     pub storage: StorageConfig,
+    pub update: UpdateConfig,
 }
 
 impl Default for DeviceConfig {
@@ -90,6 +91,7 @@ impl Default for DeviceConfig {
             gpio: GpioConfig::default(),
             quality: QualityConfig::default(),
             storage: StorageConfig::default(),
+            update: UpdateConfig::default(),
         }
     }
 }
@@ -186,6 +188,23 @@ impl Default for GpioConfig {
             leds_active_low: false,
             debounce_ms: 30,
         }
+    }
+}
+
+/// Model updates from removable media ([`crate::media`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateConfig {
+    /// A folder looked into for `*.papilla` between exams, e.g. a USB stick's mount point;
+    /// absent: no updates from media.
+    pub media_folder: Option<PathBuf>,
+    /// Seconds between two looks.
+    pub poll_s: u64,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        Self { media_folder: None, poll_s: 5 }
     }
 }
 

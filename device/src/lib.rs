@@ -6,7 +6,8 @@
 //!
 //! Modules: [`config`] (TOML settings), [`camera`] (frame sources), [`board`] (button and
 //! LEDs), [`photo`] (safe decoding), [`quality`] (the quality gate), [`exam`] (one exam),
-//! [`store`] (power-safe exam storage), [`slots`] (model updates), [`service`] (the loop),
+//! [`store`] (power-safe exam storage), [`slots`] (model updates), [`media`] (updates from a USB
+//! stick), [`service`] (the loop),
 //! [`segment`] (one-shot exams), [`bench`] (per-stage timings).
 
 pub mod bench;
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod exam;
+pub mod media;
 pub mod photo;
 pub mod quality;
 pub mod segment;

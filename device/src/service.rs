@@ -21,6 +21,7 @@ use crate::exam::{
     Findings, decode_frame, encode, file_name, iso8601, measure_quality, now_unix_ms, render,
     segment_decoded,
 };
+use crate::media::{MediaEvent, MediaWatch};
 use crate::photo::DecodeOptions;
 use crate::store::{ExamFile, IndexEntry, Outcome, Store};
 
@@ -56,6 +57,7 @@ pub struct RunSummary {
 /// The loop's parts. Generic over the pins and the clock, so tests drive it with mocks.
 #[derive(Debug)]
 pub struct Service<'a, S: ?Sized, I, O, C> {
+    /// The model the service starts with (a bundle installed from `media` replaces it).
     pub engine: &'a Engine,
     pub store: &'a mut Store,
     pub source: &'a mut S,
@@ -64,6 +66,8 @@ pub struct Service<'a, S: ?Sized, I, O, C> {
     pub clock: C,
     pub stop: Arc<AtomicBool>,
     pub options: ServiceOptions,
+    /// Model updates from removable media, looked for between exams.
+    pub media: Option<MediaWatch>,
 }
 
 impl<S, I, O, C> Service<'_, S, I, O, C>
@@ -77,8 +81,9 @@ where
     pub fn run(&mut self, mut on_exam: impl FnMut(&ExamEvent)) -> RunSummary {
         let mut summary = RunSummary::default();
         self.leds.show(&[Led::Ready]);
-        tracing::info!(model = %model_name(self.engine), "ready");
+        tracing::info!(model = %model_name(self.engine()), "ready");
         while !self.stop.load(Ordering::SeqCst) {
+            self.look_for_updates();
             let frame = if self.source.on_trigger() {
                 if self.source.exhausted() {
                     break;
@@ -148,6 +153,39 @@ where
         summary
     }
 
+    /// The model exams run on.
+    pub fn engine(&self) -> &Engine {
+        self.media.as_ref().and_then(MediaWatch::engine).unwrap_or(self.engine)
+    }
+
+    /// Installs a new model from removable media, if one is there; an install blinks all four
+    /// lights three times, a refusal lights the error light until the next exam.
+    fn look_for_updates(&mut self) {
+        let Some(media) = self.media.as_mut() else { return };
+        let events = media.poll(self.clock.now());
+        for event in &events {
+            match event {
+                MediaEvent::Installed { file, slot, version } => {
+                    tracing::info!(file = %file.display(), ?slot, version, "model installed from removable media");
+                    for _ in 0..3 {
+                        self.leds.show(&Led::ALL);
+                        self.clock.sleep(Duration::from_millis(250));
+                        self.leds.all_off();
+                        self.clock.sleep(Duration::from_millis(250));
+                    }
+                    self.leds.show(&[Led::Ready]);
+                }
+                MediaEvent::Refused { file, reason } => {
+                    tracing::warn!(file = %file.display(), reason, "model on removable media not installed");
+                    self.leds.show(&[Led::Ready, Led::Error]);
+                }
+            }
+        }
+        if events.iter().any(|e| matches!(e, MediaEvent::Installed { .. })) {
+            tracing::info!(model = %model_name(self.engine()), "ready");
+        }
+    }
+
     fn capture(&mut self) -> Result<Frame, String> {
         match self.source.next_frame() {
             Ok(Some(f)) => Ok(f),
@@ -173,7 +211,7 @@ where
             disc_area_px: 0,
             cup_area_px: 0,
             refer: false,
-            model: model_name(self.engine),
+            model: model_name(self.engine()),
         };
         if let Err(e) = self.store.note(&entry) {
             tracing::error!(error = %e, "cannot record the failed exam");
@@ -194,7 +232,7 @@ where
             return self.record_failure(source, Outcome::Refused(reason));
         }
         let mut a =
-            match segment_decoded(self.engine, decoded, quality, frame.name(), Framing::Fundus) {
+            match segment_decoded(self.engine(), decoded, quality, frame.name(), Framing::Fundus) {
                 Ok(a) => a,
                 Err(e) => return self.record_failure(source, Outcome::Failed(e.to_string())),
             };
@@ -202,7 +240,7 @@ where
             return self.record_failure(source, Outcome::Refused("no optic disc found".into()));
         }
         let (mask, overlay) = render(&mut a);
-        let findings = Findings::of(&a, self.options.refer_vcdr, self.engine);
+        let findings = Findings::of(&a, self.options.refer_vcdr, self.engine());
         let (photo_name, photo_bytes) = match frame {
             Frame::File { name, bytes } => {
                 let ext =

@@ -9,7 +9,9 @@
 //! `install` verifies the bundle (hashes; the signature against the config's trusted keys),
 //! loads it, runs its self-test, writes it into the slot not in use (temporary file, fsync,
 //! rename) and then switches `current` the same way. A power cut at any point leaves `current`
-//! naming a complete, verified bundle. At start-up a model that fails to load or fails its
+//! naming a complete, verified bundle. An install refuses a model older (semver) than the one in
+//! use unless downgrades are allowed, as RAUC and Mender do: an old signed bundle stays signed,
+//! so a signature alone cannot keep a withdrawn model off the camera. `rollback` is the way back. At start-up a model that fails to load or fails its
 //! self-test makes the service fall back to the other slot.
 
 use std::path::{Path, PathBuf};
@@ -63,6 +65,20 @@ impl Slot {
             Slot::B => "b",
         }
     }
+}
+
+/// What an install may do beyond a verified, self-tested bundle.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InstallPolicy {
+    /// Install a model older than the one in use.
+    pub allow_downgrade: bool,
+    /// Refuse the version in use too (updates from removable media).
+    pub newer_only: bool,
+}
+
+/// Orders two model versions (semver: 0.10.0 > 0.9.1, 1.0.0-rc.1 < 1.0.0).
+pub fn compare_versions(a: &str, b: &str) -> Result<std::cmp::Ordering, semver::Error> {
+    Ok(semver::Version::parse(a)?.cmp(&semver::Version::parse(b)?))
 }
 
 /// The model folder of a device.
@@ -131,22 +147,69 @@ impl Slots {
     }
 
     /// Installs a bundle into the slot not in use and makes it current; returns that slot.
+    /// Refuses a downgrade ([`Slots::install_with`] with `allow_downgrade` installs one).
     pub fn install(
         &self,
         file: &Path,
         verification: &Verification,
         threads: usize,
     ) -> Result<Slot, SlotError> {
+        self.install_with(file, verification, threads, InstallPolicy::default())
+            .map(|(slot, _)| slot)
+    }
+
+    /// The version of the model in use, if a readable one is installed.
+    pub fn current_version(&self) -> Option<String> {
+        let bytes = std::fs::read(self.path(self.current()?)).ok()?;
+        let loaded = Bundle::from_bytes(&bytes, &Verification::integrity_only()).ok()?;
+        Some(loaded.bundle.manifest().version.clone())
+    }
+
+    /// [`Slots::install`] under `policy`; also returns the installed model, loaded and
+    /// self-tested.
+    pub fn install_with(
+        &self,
+        file: &Path,
+        verification: &Verification,
+        threads: usize,
+        policy: InstallPolicy,
+    ) -> Result<(Slot, Engine), SlotError> {
         let bytes = std::fs::read(file)
             .map_err(|source| SlotError::Read { path: file.to_owned(), source })?;
-        Self::check(&bytes, file, verification, threads)?;
+        // Signature and version first: an older bundle is refused without loading the model
+        // and running its self-test (an inference, seconds on a Pi).
+        let loaded = Bundle::from_bytes(&bytes, verification)
+            .map_err(|e| SlotError::Model { path: file.to_owned(), source: e.into() })?;
+        if !policy.allow_downgrade
+            && let Some(installed) = self.current_version()
+        {
+            let refused = |reason: String| SlotError::Refused { path: file.to_owned(), reason };
+            let new = &loaded.bundle.manifest().version;
+            match compare_versions(new, &installed) {
+                Ok(std::cmp::Ordering::Less) => {
+                    return Err(refused(format!(
+                        "model {new} is older than the installed {installed}: pass --allow-downgrade to install it anyway (`rollback` returns to the previous slot)"
+                    )));
+                }
+                Ok(std::cmp::Ordering::Equal) if policy.newer_only => {
+                    return Err(refused(format!("model {new} is the one in use")));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(refused(format!(
+                        "cannot tell whether {new} is older than the installed {installed} ({e}): pass --allow-downgrade to install it anyway"
+                    )));
+                }
+            }
+        }
+        let (engine, _, _) = Self::check(&bytes, file, verification, threads)?;
         std::fs::create_dir_all(&self.dir)
             .map_err(|source| SlotError::Read { path: self.dir.clone(), source })?;
         let target = self.current().map_or(Slot::A, Slot::other);
         write_atomic(&self.path(target), &bytes)?;
         self.set_current(target)?;
         sync_dir(&self.dir)?;
-        Ok(target)
+        Ok((target, engine))
     }
 
     /// Switches to the other slot, after checking that its model passes.

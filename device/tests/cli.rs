@@ -4,20 +4,18 @@ use std::process::Command;
 
 use crate::common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_papilla-device");
-
 #[test]
 fn config_errors_exit_2_and_name_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("device.toml");
     std::fs::write(&cfg, "[camera]\nsorce = \"folder\"\n").unwrap();
-    let out = Command::new(BIN).args(["status", "--config"]).arg(&cfg).output().unwrap();
+    let out = device_command().args(["status", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("device.toml") && err.contains("sorce"), "{err}");
     // No trusted key and unsigned not allowed: a config error that says what to do.
     std::fs::write(&cfg, format!("root = {:?}\n", tmp.path().display().to_string())).unwrap();
-    let out = Command::new(BIN)
+    let out = device_command()
         .args(["install-model", "x.papilla", "--config"])
         .arg(&cfg)
         .output()
@@ -36,11 +34,11 @@ fn status_install_export_and_selftest_work_together() {
     let cfg = tmp.path().join("device.toml");
     std::fs::write(&cfg, config(&root, &cam, "")).unwrap();
     let run =
-        |args: &[&str]| Command::new(BIN).args(args).arg("--config").arg(&cfg).output().unwrap();
+        |args: &[&str]| device_command().args(args).arg("--config").arg(&cfg).output().unwrap();
     // Nothing installed yet.
     assert_eq!(run(&["status"]).status.code(), Some(3));
     assert_eq!(run(&["run"]).status.code(), Some(3));
-    let out = Command::new(BIN)
+    let out = device_command()
         .arg("install-model")
         .arg(shipped())
         .arg("--config")
@@ -99,7 +97,7 @@ fn sigterm_stops_the_service_cleanly_with_exams_stored() {
     papilla_device::slots::Slots::new(&root)
         .install(&shipped(), &papilla_shared::bundle::Verification::integrity_only(), 1)
         .unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = device_command()
         .args(["run", "--config"])
         .arg(&cfg)
         .stdout(std::process::Stdio::piped())

@@ -1,4 +1,6 @@
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use image::{DynamicImage, ImageFormat};
 use papilla_shared::bundle::{Bundle, SigningKey, Verification};
@@ -20,6 +22,15 @@ pub fn shipped_bytes() -> Vec<u8> {
 pub fn signed(key: &SigningKey) -> Vec<u8> {
     let loaded = Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap();
     loaded.bundle.to_bytes(Some(key)).unwrap()
+}
+
+/// The shipped bundle as model `version`, signed with `key`.
+pub fn signed_version(version: &str, key: &SigningKey) -> Vec<u8> {
+    let loaded = Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap();
+    let mut manifest = loaded.bundle.manifest().clone();
+    manifest.version = version.into();
+    let graphs = loaded.bundle.stages().map(|(_, g)| g.to_vec()).collect();
+    Bundle::new(manifest, graphs).unwrap().to_bytes(Some(key)).unwrap()
 }
 
 /// The shipped bundle without its signature.
@@ -50,4 +61,33 @@ pub fn config(root: &Path, camera: &Path, extra: &str) -> String {
         root = root.display().to_string(),
         camera = camera.display().to_string(),
     )
+}
+
+/// The device binary as a command. Cross-tested (`scripts/cross-build.sh test`) the binary is
+/// aarch64 code, which this kernel cannot start by itself: PAPILLA_TEST_RUNNER names the
+/// emulator (qemu-aarch64 -L SYSROOT) that runs it, as cargo's runner does for the test binaries.
+pub fn device_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_papilla-device");
+    let runner = std::env::var("PAPILLA_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut cmd = Command::new(emulator);
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// A time window stretched by PAPILLA_TEST_SLOWDOWN (default 1): under emulation an exam is
+/// tens of times slower, and a kill window must still land among exams, not before the first.
+pub fn stretched(window: Duration) -> Duration {
+    window * slowdown()
+}
+
+/// PAPILLA_TEST_SLOWDOWN: how many times slower than native the binary runs (1 unless
+/// emulated).
+pub fn slowdown() -> u32 {
+    std::env::var("PAPILLA_TEST_SLOWDOWN").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
 }

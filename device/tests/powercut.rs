@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use papilla_device::service::ExamRecord;
@@ -16,12 +16,21 @@ use papilla_shared::synth::SplitMix64;
 
 use crate::common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_papilla-device");
+/// When a run is killed.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    /// This long after the process started: recovery, model load and self-test.
+    WhileStarting(Duration),
+    /// After the service reported its first exam and `more` exams after that, a `fraction` of
+    /// one exam's duration (the first exam's, measured) later: the kill lands inside an exam
+    /// however fast this machine is (a loaded CI runner, qemu's emulation).
+    AmongExams { more: usize, fraction: f64 },
+}
 
-/// Starts `run`, reads the ids it reports stored, and kills it `after` the service is ready
-/// (or, with `during_start`, `after` the process started); returns the ids.
-fn run_and_kill(config: &Path, after: Duration, during_start: bool) -> Vec<u64> {
-    let mut child = Command::new(BIN)
+/// Starts `run`, reads the ids it reports stored, kills it as `kill` says; returns the ids.
+fn run_and_kill(config: &Path, kill: Kill) -> Vec<u64> {
+    let started = Instant::now();
+    let mut child = device_command()
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
@@ -31,6 +40,7 @@ fn run_and_kill(config: &Path, after: Duration, during_start: bool) -> Vec<u64> 
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
+    let (exam_tx, exams) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut ids = Vec::new();
         for line in BufReader::new(stdout).lines() {
@@ -39,28 +49,41 @@ fn run_and_kill(config: &Path, after: Duration, during_start: bool) -> Vec<u64> 
             if v["outcome"] == "Completed" {
                 ids.push(v["id"].as_u64().unwrap());
             }
+            let _ = exam_tx.send(Instant::now());
         }
         ids
     });
-    // The model's load and self-test take a while, longer on a busy machine: time the kill from
-    // the service's "ready" log line, so it lands among the exams wherever CI runs.
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains(" ready") {
-                let _ = tx.send(());
+                let _ = ready_tx.send(Instant::now());
             }
         }
     });
-    if !during_start {
-        let _ = rx.recv_timeout(Duration::from_secs(120));
-    }
-    let start = Instant::now();
-    while start.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            break;
+    let deadline = match kill {
+        Kill::WhileStarting(after) => Some(started + after),
+        Kill::AmongExams { more, fraction } => {
+            let limit = Duration::from_secs(600);
+            let ready_at = ready.recv_timeout(limit).ok();
+            let first = exams.recv_timeout(limit).ok();
+            let rest = (0..more).map_while(|_| exams.recv_timeout(limit).ok()).last();
+            match (ready_at, first) {
+                (Some(r), Some(f)) => {
+                    Some(rest.unwrap_or(f) + (f - r).mul_f64(fraction.clamp(0.0, 1.0)))
+                }
+                // The run ended (or never got ready): nothing left to interrupt.
+                _ => None,
+            }
         }
-        std::thread::sleep(Duration::from_millis(2));
+    };
+    if let Some(deadline) = deadline {
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let _ = child.kill();
     child.wait().unwrap();
@@ -80,11 +103,19 @@ fn exams_survive_being_killed_at_random_points() {
     std::fs::write(&config, config_text(&root, &cam)).unwrap();
     let mut rng = SplitMix64::new(42);
     let mut reported = BTreeSet::new();
-    for i in 0..12 {
-        // Every fourth run is killed while starting (recovery, model load); the others anywhere
-        // in the first 0-800 ms of exams (one exam takes about 100-200 ms here).
-        let after = Duration::from_millis(rng.next_u64() % 800);
-        reported.extend(run_and_kill(&config, after, i % 4 == 3));
+    // Under emulation an exam takes ~20 s instead of ~0.2 s: half the runs, each killed after at
+    // least two exams, keep the test's reach (kills while starting and inside exams) in minutes.
+    let (runs, least) = if slowdown() > 1 { (6, 1) } else { (12, 0) };
+    for i in 0..runs {
+        // Every fourth run is killed while starting (recovery, model load); the others inside
+        // the 1st-4th exam after the first, anywhere in it (decode, inference, the writes).
+        let kill = if i % 4 == 3 {
+            Kill::WhileStarting(stretched(Duration::from_millis(rng.next_u64() % 800)))
+        } else {
+            let more = least + (rng.next_u64() % (4 - least as u64)) as usize;
+            Kill::AmongExams { more, fraction: (rng.next_u64() % 1000) as f64 / 1000.0 }
+        };
+        reported.extend(run_and_kill(&config, kill));
     }
     assert!(reported.len() >= 6, "the runs stored too few exams to test anything: {reported:?}");
     let store = Store::open(&root, 0).unwrap();
@@ -114,7 +145,7 @@ fn exams_survive_being_killed_at_random_points() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // A last uninterrupted run finishes the replay and exits by itself.
     drop(store);
-    let out = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
+    let out = device_command().args(["run", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
     assert_eq!(read_index(&root).unwrap().len(), indexed.len() + 6);
@@ -135,7 +166,7 @@ fn a_loadable_model_is_always_installed_across_killed_installs() {
     let signed_copy = tmp.path().join("signed.papilla");
     std::fs::write(&signed_copy, signed(&key(5))).unwrap();
     let install = |file: &Path| {
-        Command::new(BIN)
+        device_command()
             .args(["install-model"])
             .arg(file)
             .args(["--config"])
@@ -152,7 +183,7 @@ fn a_loadable_model_is_always_installed_across_killed_installs() {
     for i in 0..12 {
         let file = if i % 2 == 0 { signed_copy.clone() } else { shipped() };
         let mut child = install(&file);
-        std::thread::sleep(Duration::from_millis(rng.next_u64() % 900));
+        std::thread::sleep(stretched(Duration::from_millis(rng.next_u64() % 900)));
         let _ = child.kill();
         if child.wait().unwrap().success() {
             completed += 1;
@@ -163,7 +194,7 @@ fn a_loadable_model_is_always_installed_across_killed_installs() {
     assert!(completed < 12, "no install was interrupted: raise the kill window");
     // And the status command agrees.
     let out =
-        Command::new(BIN).args(["status", "--json", "--config"]).arg(&config).output().unwrap();
+        device_command().args(["status", "--json", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["model"]["ok"], true, "{v}");

@@ -90,6 +90,7 @@ fn service_stores_good_exams_refuses_bad_photos_and_lights_the_leds() {
             refer_vcdr: 0.6,
             poll: Duration::from_millis(10),
         },
+        media: None,
     };
     let summary = service.run(|e| events.push(e.clone()));
     assert_eq!((summary.completed, summary.refused, summary.failed), (2, 1, 6), "{events:#?}");
@@ -197,6 +198,7 @@ fn a_stop_request_finishes_the_exam_in_flight_and_turns_the_lights_off() {
             refer_vcdr: 0.0,
             poll: Duration::from_millis(10),
         },
+        media: None,
     };
     let summary = service.run(|_| {
         n += 1;
@@ -253,6 +255,7 @@ fn a_vanished_camera_folder_is_reported_without_filling_the_index() {
             refer_vcdr: 0.6,
             poll: Duration::from_millis(250),
         },
+        media: None,
     };
     let summary = service.run(|_| {});
     guard.join().unwrap();

@@ -1,7 +1,7 @@
 //! Model slots: install, roll back, fall back; tampered, truncated, unsigned and untrusted
 //! bundles refused.
 
-use papilla_device::slots::{Slot, SlotError, Slots};
+use papilla_device::slots::{InstallPolicy, Slot, SlotError, Slots};
 use papilla_shared::bundle::Verification;
 
 use crate::common::*;
@@ -15,18 +15,7 @@ fn install_keeps_the_previous_model_and_rollback_returns_to_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (v1, v2) = (tmp.path().join("v1.papilla"), tmp.path().join("v2.papilla"));
     std::fs::write(&v1, signed(&key(1))).unwrap();
-    let mut second = papilla_shared::bundle::Bundle::from_bytes(
-        &shipped_bytes(),
-        &Verification::integrity_only(),
-    )
-    .unwrap()
-    .bundle;
-    let mut m = second.manifest().clone();
-    m.version = "9.9.9".into();
-    second =
-        papilla_shared::bundle::Bundle::new(m, second.stages().map(|(_, g)| g.to_vec()).collect())
-            .unwrap();
-    std::fs::write(&v2, second.to_bytes(Some(&key(1))).unwrap()).unwrap();
+    std::fs::write(&v2, signed_version("9.9.9", &key(1))).unwrap();
     let slots = Slots::new(tmp.path());
     assert_eq!(slots.current(), None);
     assert_eq!(slots.install(&v1, &trusting(1), 1).unwrap(), Slot::A);
@@ -126,4 +115,41 @@ fn the_shipped_model_is_signed_by_the_release_key_the_example_config_trusts() {
     assert_eq!(loaded.signer, Some(v.trusted[0]));
     // And a bundle signed by anyone else is refused by that config.
     assert!(papilla_shared::bundle::Bundle::from_bytes(&signed(&key(9)), &v).is_err());
+}
+
+#[test]
+fn an_older_model_is_refused_unless_allowed_and_rollback_still_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slots = Slots::new(tmp.path());
+    let file = |v: &str| {
+        let p = tmp.path().join(format!("{v}.papilla"));
+        std::fs::write(&p, signed_version(v, &key(1))).unwrap();
+        p
+    };
+    let (v0_9, v0_10, rc, v1) = (file("0.9.1"), file("0.10.0"), file("1.0.0-rc.1"), file("1.0.0"));
+    assert_eq!(slots.install(&v0_9, &trusting(1), 1).unwrap(), Slot::A);
+    // Semver, not string order: 0.10.0 is newer than 0.9.1.
+    assert_eq!(slots.install(&v0_10, &trusting(1), 1).unwrap(), Slot::B);
+    let before = std::fs::read(slots.path(Slot::A)).unwrap();
+    let e = slots.install(&v0_9, &trusting(1), 1).unwrap_err().to_string();
+    assert!(e.contains("0.9.1.papilla") && e.contains("older than the installed 0.10.0"), "{e}");
+    assert!(e.contains("--allow-downgrade"), "{e}");
+    assert_eq!(slots.current(), Some(Slot::B), "nothing changes");
+    assert_eq!(std::fs::read(slots.path(Slot::A)).unwrap(), before);
+    // The same version again is not a downgrade (a re-signed copy, a repair).
+    assert_eq!(slots.install(&v0_10, &trusting(1), 1).unwrap(), Slot::A);
+    assert_eq!(slots.install(&v1, &trusting(1), 1).unwrap(), Slot::B);
+    // A release candidate precedes its release.
+    assert!(slots.install(&rc, &trusting(1), 1).unwrap_err().to_string().contains("older"));
+    let allow = InstallPolicy { allow_downgrade: true, newer_only: false };
+    assert_eq!(slots.install_with(&v0_9, &trusting(1), 1, allow).unwrap().0, Slot::A);
+    assert_eq!(slots.current_version().as_deref(), Some("0.9.1"));
+    // Rollback is not an install: it returns to 1.0.0 without a flag.
+    assert_eq!(slots.rollback(&trusting(1), 1).unwrap(), Slot::B);
+    assert_eq!(slots.current_version().as_deref(), Some("1.0.0"));
+    // A version that is not semver cannot be ordered: refused, with the way out named.
+    let odd = tmp.path().join("odd.papilla");
+    std::fs::write(&odd, signed_version("spring-2027", &key(1))).unwrap();
+    let e = slots.install(&odd, &trusting(1), 1).unwrap_err().to_string();
+    assert!(e.contains("cannot tell") && e.contains("--allow-downgrade"), "{e}");
 }

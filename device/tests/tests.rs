@@ -7,6 +7,7 @@
 mod board;
 mod cli;
 mod common;
+mod media;
 mod powercut;
 mod service;
 mod slots;

@@ -155,6 +155,13 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of timing stages: N exams through the service loop into a scratch store,
+    /// printing memory, open files, index size and exam time every --every exams.
+    #[arg(long, value_name = "N")]
+    pub soak: Option<usize>,
+    /// With --soak: exams between two samples.
+    #[arg(long, default_value_t = 100, value_name = "K")]
+    pub every: usize,
 }
 
 /// The bundle format line printed by `--bundle-format`.

@@ -396,6 +396,9 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
     let scratch: PathBuf =
         std::env::temp_dir().join(format!("papilla-bench-{}", std::process::id()));
     let opts = DecodeOptions { min_side: args.decode_min_side, ..Default::default() };
+    if let Some(n) = args.soak {
+        return soak(args, &engine, n, opts, &scratch);
+    }
     let r =
         crate::bench::run(&engine, &args.image, args.runs.max(1), args.threads, &opts, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
@@ -406,4 +409,38 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         print!("{}", crate::bench::table(&r));
     }
     Ok(EXIT_OK)
+}
+
+/// `bench --soak N`: one line (or JSON object) per sample, as it is taken.
+fn soak(
+    args: &BenchArgs,
+    engine: &papilla_shared::runtime::Engine,
+    n: usize,
+    opts: DecodeOptions,
+    scratch: &Path,
+) -> Result<u8> {
+    if !args.json {
+        println!("exams completed rss_mib open_fds index_bytes exam_ms");
+    }
+    let samples = crate::soak::run(engine, &args.image, n, args.every, opts, scratch, |s| {
+        if args.json {
+            println!("{}", serde_json::to_string(s).expect("a sample serialises"));
+        } else {
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            println!(
+                "{} {} {} {} {} {:.1}",
+                s.exams,
+                s.completed,
+                opt(s.rss_mib.map(|m| format!("{m:.1}"))),
+                opt(s.open_fds.map(|f| f.to_string())),
+                s.index_bytes,
+                s.exam_ms
+            );
+        }
+        let _ = std::io::stdout().flush();
+    });
+    let _ = std::fs::remove_dir_all(scratch);
+    let samples = samples.map_err(|e| Failure::new(EXIT_FAILED, e))?;
+    let all_done = samples.last().is_some_and(|s| s.completed == n);
+    Ok(if all_done { EXIT_OK } else { EXIT_FAILED })
 }

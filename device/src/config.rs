@@ -313,13 +313,7 @@ impl DeviceConfig {
 pub fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
     let t = text.trim();
     let bad = || format!("trust key {t:?} is not 64 hex digits of an ed25519 public key");
-    if t.len() != 64 {
-        return Err(bad());
-    }
-    let mut bytes = [0u8; 32];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
+    let bytes = papilla_shared::bundle::from_hex::<32>(t).ok_or_else(bad)?;
     ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
 }
 

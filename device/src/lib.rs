@@ -8,7 +8,7 @@
 //! LEDs), [`photo`] (safe decoding), [`quality`] (the quality gate), [`exam`] (one exam),
 //! [`store`] (power-safe exam storage), [`slots`] (model updates), [`media`] (updates from a USB
 //! stick), [`service`] (the loop),
-//! [`segment`] (one-shot exams), [`bench`] (per-stage timings).
+//! [`segment`] (one-shot exams), [`bench`] (per-stage timings), [`soak`] (long runs).
 
 pub mod bench;
 pub mod board;
@@ -24,4 +24,5 @@ pub mod quality;
 pub mod segment;
 pub mod service;
 pub mod slots;
+pub mod soak;
 pub mod store;

@@ -22,6 +22,13 @@ fn config_errors_exit_2_and_name_the_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("trust.keys is empty"));
+    // A key with a multi-byte character (64 bytes, 63 characters): a config error, not a panic.
+    let key = format!("a\u{e9}{}", "a".repeat(61));
+    std::fs::write(&cfg, format!("[trust]\nkeys = [{key:?}]\n")).unwrap();
+    let out = device_command().args(["selftest", "--config"]).arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not 64 hex digits") && !err.contains("panicked"), "{err}");
 }
 
 #[test]

@@ -11,3 +11,4 @@ mod media;
 mod powercut;
 mod service;
 mod slots;
+mod soak;

@@ -529,14 +529,7 @@ fn parse_hex32(path: &Path) -> Result<[u8; 32], ExportError> {
     })?;
     let t = text.trim();
     let bad = |reason: &str| ExportError::Key { path: path.to_owned(), reason: reason.into() };
-    if t.len() != 64 {
-        return Err(bad("expected 64 hexadecimal digits"));
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad("not hexadecimal"))?;
-    }
-    Ok(out)
+    papilla_shared::bundle::from_hex::<32>(t).ok_or_else(|| bad("expected 64 hexadecimal digits"))
 }
 
 /// A secret key written by [`keygen`].

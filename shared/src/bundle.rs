@@ -339,6 +339,21 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Decodes exactly `N` bytes from `2N` hexadecimal digits (either case); `None` for anything
+/// else. Works on bytes, so text with multi-byte characters is refused, never sliced.
+pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let value = |d: u8| (d as char).to_digit(16);
+    let mut out = [0u8; N];
+    for (b, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *b = u8::try_from(value(pair[0])? * 16 + value(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -432,6 +447,20 @@ mod tests {
         assert_eq!(loaded.bundle, golden());
         assert_eq!(loaded.bundle.graph(1), Some(&b"graph-2"[..]));
         assert_eq!(loaded.bundle.manifest().stages[0].graph_sha256, sha256(b"graph-one"));
+    }
+
+    #[test]
+    fn hex_decodes_what_hex_encodes_and_refuses_the_rest() {
+        let bytes: [u8; 4] = [0x00, 0x7f, 0xa5, 0xff];
+        assert_eq!(from_hex::<4>(&hex(&bytes)), Some(bytes));
+        assert_eq!(from_hex::<2>("ABcd"), Some([0xab, 0xcd]));
+        // Wrong length, a non-digit, a sign, and a multi-byte character of the right byte length.
+        for bad in ["abc", "abcdef", "0g00", "+1ff", "a\u{e9}a"] {
+            assert_eq!(from_hex::<2>(bad), None, "{bad}");
+        }
+        let sixty_four = format!("a\u{e9}{}", "a".repeat(61));
+        assert_eq!(sixty_four.len(), 64);
+        assert_eq!(from_hex::<32>(&sixty_four), None);
     }
 
     fn read_hex(name: &str) -> Vec<u8> {

@@ -44,8 +44,18 @@ fn stats(stage: &'static str, mut v: Vec<f64>) -> Row {
 
 /// Peak resident memory of this process, from /proc/self/status.
 pub fn peak_rss_mib() -> Option<f64> {
+    proc_status_mib("VmHWM:")
+}
+
+/// Resident memory of this process now, MiB.
+pub fn rss_mib() -> Option<f64> {
+    proc_status_mib("VmRSS:")
+}
+
+/// A kB field of /proc/self/status (Linux only), in MiB.
+fn proc_status_mib(field: &str) -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }

@@ -418,34 +418,23 @@ mod tests {
 
     #[test]
     fn command_source_reads_stdout_reports_failures_and_times_out() {
-        let ok = CommandSource::custom("sh", vec!["-c".into(), "printf abc".into()], None, 5000);
+        // A shell script in place of the camera program.
+        let sh = |script: &str, yuyv| {
+            CommandSource::custom("sh", vec!["-c".into(), script.into()], yuyv, 5000)
+        };
+        let ok = sh("printf abc", None);
         assert_eq!(ok.capture().unwrap(), b"abc");
-        let fail = CommandSource::custom(
-            "sh",
-            vec!["-c".into(), "echo no camera >&2; exit 3".into()],
-            None,
-            5000,
-        );
+        let fail = sh("echo no camera >&2; exit 3", None);
         let e = fail.capture().unwrap_err().to_string();
         assert!(e.starts_with("sh: exited with") && e.ends_with("no camera"), "{e}");
         let slow = CommandSource::custom("sleep", vec!["5".into()], None, 100);
         assert!(slow.capture().unwrap_err().to_string().contains("no frame within 100 ms"));
         let missing = CommandSource::custom("/nonexistent/rpicam-still", vec![], None, 100);
         assert!(missing.capture().unwrap_err().to_string().contains("cannot start"));
-        let wrapped = CommandSource::custom(
-            "sh",
-            vec!["-c".into(), "/nonexistent/rpicam-still".into()],
-            None,
-            5000,
-        );
+        let wrapped = sh("/nonexistent/rpicam-still", None);
         let e = wrapped.capture().unwrap_err().to_string();
         assert!(e.contains("cannot start") && e.contains("(exit 127)"), "{e}");
-        let mut yuyv = CommandSource::custom(
-            "sh",
-            vec!["-c".into(), "printf '\\353\\200\\020\\200'".into()],
-            Some((2, 1)),
-            5000,
-        );
+        let mut yuyv = sh("printf '\\353\\200\\020\\200'", Some((2, 1)));
         match yuyv.next_frame().unwrap().unwrap() {
             Frame::Pixels { image, .. } => assert_eq!(image.get_pixel(0, 0).0, [255, 255, 255]),
             other => panic!("{other:?}"),

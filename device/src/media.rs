@@ -121,7 +121,7 @@ impl MediaWatch {
             if self.installed.contains(&digest) {
                 continue;
             }
-            match self.install(&file, &digest) {
+            match self.install(&bytes, &file, &digest) {
                 Ok(event) => {
                     events.push(event);
                     break;
@@ -132,12 +132,17 @@ impl MediaWatch {
         events
     }
 
-    fn install(&mut self, file: &Path, digest: &str) -> Result<MediaEvent, SlotError> {
+    fn install(
+        &mut self,
+        bytes: &[u8],
+        file: &Path,
+        digest: &str,
+    ) -> Result<MediaEvent, SlotError> {
         // A bundle equal in version to the one in use is a repair for `install-model`, not an
         // update: from a stick only newer models go in.
         let policy = InstallPolicy { allow_downgrade: false, newer_only: true };
         let (slot, engine) =
-            self.slots.install_with(file, &self.verification, self.threads, policy)?;
+            self.slots.install_bytes(bytes, file, &self.verification, self.threads, policy)?;
         let version = engine.manifest().version.clone();
         self.installed.insert(digest.to_owned());
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -11,12 +11,13 @@
 //! rename) and then switches `current` the same way. A power cut at any point leaves `current`
 //! naming a complete, verified bundle. An install refuses a model older (semver) than the one in
 //! use unless downgrades are allowed, as RAUC and Mender do: an old signed bundle stays signed,
-//! so a signature alone cannot keep a withdrawn model off the camera. `rollback` is the way back. At start-up a model that fails to load or fails its
-//! self-test makes the service fall back to the other slot.
+//! so a signature alone cannot keep a withdrawn model off the camera. `rollback` is the way back.
+//! At start-up a model that fails to load or fails its self-test makes the service fall back to
+//! the other slot.
 
 use std::path::{Path, PathBuf};
 
-use papilla_shared::bundle::{Bundle, Verification};
+use papilla_shared::bundle::{Bundle, Loaded, Verification};
 use papilla_shared::runtime::{Engine, RuntimeError};
 use serde::Serialize;
 use thiserror::Error;
@@ -129,9 +130,19 @@ impl Slots {
         verification: &Verification,
         threads: usize,
     ) -> Result<(Engine, f64, Option<String>), SlotError> {
+        let loaded = Bundle::from_bytes(bytes, verification)
+            .map_err(|e| SlotError::Model { path: path.to_owned(), source: e.into() })?;
+        Self::check_loaded(loaded, path, threads)
+    }
+
+    /// Loads and self-tests a bundle already read and verified.
+    fn check_loaded(
+        loaded: Loaded,
+        path: &Path,
+        threads: usize,
+    ) -> Result<(Engine, f64, Option<String>), SlotError> {
         let refused = |reason: String| SlotError::Refused { path: path.to_owned(), reason };
         let model = |source| SlotError::Model { path: path.to_owned(), source };
-        let loaded = Bundle::from_bytes(bytes, verification).map_err(|e| model(e.into()))?;
         let engine = Engine::new(&loaded.bundle, threads).map_err(model)?;
         let result = engine.self_test().map_err(model)?.ok_or_else(|| {
             refused("the bundle has no self-test (export it with `papilla export`)".into())
@@ -176,9 +187,22 @@ impl Slots {
     ) -> Result<(Slot, Engine), SlotError> {
         let bytes = std::fs::read(file)
             .map_err(|source| SlotError::Read { path: file.to_owned(), source })?;
+        self.install_bytes(&bytes, file, verification, threads, policy)
+    }
+
+    /// [`Slots::install_with`] of bundle bytes already read from `file` (which names them in
+    /// errors).
+    pub fn install_bytes(
+        &self,
+        bytes: &[u8],
+        file: &Path,
+        verification: &Verification,
+        threads: usize,
+        policy: InstallPolicy,
+    ) -> Result<(Slot, Engine), SlotError> {
         // Signature and version first: an older bundle is refused without loading the model
         // and running its self-test (an inference, seconds on a Pi).
-        let loaded = Bundle::from_bytes(&bytes, verification)
+        let loaded = Bundle::from_bytes(bytes, verification)
             .map_err(|e| SlotError::Model { path: file.to_owned(), source: e.into() })?;
         if !policy.allow_downgrade
             && let Some(installed) = self.current_version()
@@ -202,11 +226,11 @@ impl Slots {
                 }
             }
         }
-        let (engine, _, _) = Self::check(&bytes, file, verification, threads)?;
+        let (engine, _, _) = Self::check_loaded(loaded, file, threads)?;
         std::fs::create_dir_all(&self.dir)
             .map_err(|source| SlotError::Read { path: self.dir.clone(), source })?;
         let target = self.current().map_or(Slot::A, Slot::other);
-        write_atomic(&self.path(target), &bytes)?;
+        write_atomic(&self.path(target), bytes)?;
         self.set_current(target)?;
         sync_dir(&self.dir)?;
         Ok((target, engine))

@@ -34,14 +34,6 @@ pub struct Sample {
     pub exam_ms: f64,
 }
 
-/// Resident memory of this process now, MiB.
-pub fn rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 /// File descriptors this process holds open now.
 pub fn open_fds() -> Option<usize> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
@@ -90,7 +82,7 @@ pub fn run(
             let sample = Sample {
                 exams: done,
                 completed,
-                rss_mib: rss_mib(),
+                rss_mib: crate::bench::rss_mib(),
                 open_fds: open_fds(),
                 index_bytes: std::fs::metadata(&index).map(|m| m.len()).unwrap_or(0),
                 exam_ms: event.total_ms,

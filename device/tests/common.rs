@@ -18,25 +18,28 @@ pub fn shipped_bytes() -> Vec<u8> {
     std::fs::read(shipped()).expect("the shipped model is in the repository")
 }
 
+/// The shipped bundle, read and checked.
+fn shipped_bundle() -> Bundle {
+    Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap().bundle
+}
+
 /// The shipped bundle re-signed with a test key.
 pub fn signed(key: &SigningKey) -> Vec<u8> {
-    let loaded = Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap();
-    loaded.bundle.to_bytes(Some(key)).unwrap()
+    shipped_bundle().to_bytes(Some(key)).unwrap()
 }
 
 /// The shipped bundle as model `version`, signed with `key`.
 pub fn signed_version(version: &str, key: &SigningKey) -> Vec<u8> {
-    let loaded = Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap();
-    let mut manifest = loaded.bundle.manifest().clone();
+    let bundle = shipped_bundle();
+    let mut manifest = bundle.manifest().clone();
     manifest.version = version.into();
-    let graphs = loaded.bundle.stages().map(|(_, g)| g.to_vec()).collect();
+    let graphs = bundle.stages().map(|(_, g)| g.to_vec()).collect();
     Bundle::new(manifest, graphs).unwrap().to_bytes(Some(key)).unwrap()
 }
 
 /// The shipped bundle without its signature.
 pub fn unsigned_bytes() -> Vec<u8> {
-    let loaded = Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap();
-    loaded.bundle.to_bytes(None).unwrap()
+    shipped_bundle().to_bytes(None).unwrap()
 }
 
 pub fn key(seed: u8) -> SigningKey {

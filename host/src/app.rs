@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use burn::tensor::Device;
 use thiserror::Error;
 
-use crate::augment::AugmentConfig;
+use crate::augment::{AugmentConfig, CameraAugment};
 use crate::backend::{BackendError, StepCheck, compare_training_step, device_for};
 use crate::cli::{
     ActTypeArg, CalibMethodArg, CheckBackendArgs, EvaluateArgs, ExportArgs, Int8FormArg, LossArg,
@@ -118,6 +118,11 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
             rotate_deg: args.rotate,
             scale: args.scale,
             translate: args.translate,
+            camera: if args.camera_augment {
+                CameraAugment::standard()
+            } else {
+                Default::default()
+            },
             ..AugmentConfig::default()
         }
     };
@@ -147,6 +152,7 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
     .with_checkpoint_every(args.checkpoint_every)
     .with_large_cup_repeat(args.large_cup_repeat.unwrap_or(1))
     .with_large_cup_vcdr(args.large_cup_vcdr.unwrap_or(0.6))
+    .with_vcdr_weight(args.vcdr_weight.unwrap_or(0.0))
 }
 
 fn loss_kind(arg: LossArg) -> LossKind {
@@ -172,6 +178,9 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
         }
         if let Some(v) = args.large_cup_vcdr {
             c.large_cup_vcdr = v;
+        }
+        if let Some(w) = args.vcdr_weight {
+            c.vcdr_weight = w;
         }
         if let Some(context) = args.roi_context {
             let roi = c

@@ -29,6 +29,33 @@ pub struct AugmentConfig {
     /// must cope with a locator that is a little off centre.
     #[serde(default)]
     pub translate: f32,
+    /// Camera robustness, beyond the seed's jitter: what differs between fundus cameras and
+    /// their JPEG pipelines. Off (all zero) in the seed recipe and in runs made before it.
+    #[serde(default)]
+    pub camera: CameraAugment,
+}
+
+/// Photometric changes that mimic another camera, each applied with probability `p`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+pub struct CameraAugment {
+    pub p: f32,
+    /// Gamma drawn log-uniformly from [1 / (1 + g), 1 + g].
+    pub gamma: f32,
+    /// Each channel's gain from [1 - c, 1 + c] (white balance, sensor response).
+    pub channel_gain: f32,
+    /// Unsharp-mask amount from [-s, s] (negative softens, positive sharpens).
+    pub sharpness: f32,
+    /// Gaussian noise with a standard deviation up to this, in 0-255 units.
+    pub noise: f32,
+    /// JPEG re-encoding at a quality from [jpeg_quality, 95] (0 = off).
+    pub jpeg_quality: u8,
+}
+
+impl CameraAugment {
+    /// The settings `papilla train --camera-augment` uses.
+    pub fn standard() -> Self {
+        Self { p: 0.3, gamma: 0.5, channel_gain: 0.2, sharpness: 1.0, noise: 6.0, jpeg_quality: 30 }
+    }
 }
 
 impl Default for AugmentConfig {
@@ -45,6 +72,7 @@ impl Default for AugmentConfig {
             rotate_deg: 0.0,
             scale: 0.0,
             translate: 0.0,
+            camera: CameraAugment::default(),
         }
     }
 }
@@ -64,6 +92,7 @@ impl AugmentConfig {
             rotate_deg: 0.0,
             scale: 0.0,
             translate: 0.0,
+            camera: CameraAugment::default(),
         }
     }
 }
@@ -131,7 +160,61 @@ pub fn augment(
     if hit(rng, config.blur_p) {
         img = blur3(&img, w, h);
     }
+    camera(&mut img, w, h, &config.camera, rng);
     (Resized { width: input.width, height: input.height, rgb: img }, lab)
+}
+
+/// [`CameraAugment`] on an image in 0-255 units; the result stays in range.
+fn camera(img: &mut Vec<f32>, w: usize, h: usize, c: &CameraAugment, rng: &mut SplitMix64) {
+    let hit = |rng: &mut SplitMix64, on: bool| on && c.p > 0.0 && rng.unit() < c.p;
+    if hit(rng, c.gamma > 0.0) {
+        let g = rng.range(-(1.0 + c.gamma).ln(), (1.0 + c.gamma).ln()).exp();
+        img.iter_mut().for_each(|v| *v = 255.0 * (*v / 255.0).powf(g));
+    }
+    if hit(rng, c.channel_gain > 0.0) {
+        let gains: [f32; 3] =
+            std::array::from_fn(|_| rng.range(1.0 - c.channel_gain, 1.0 + c.channel_gain));
+        for px in img.chunks_exact_mut(3) {
+            px.iter_mut().zip(gains).for_each(|(v, g)| *v = (*v * g).min(255.0));
+        }
+    }
+    if hit(rng, c.sharpness > 0.0) {
+        let amount = rng.range(-c.sharpness, c.sharpness);
+        let soft = blur3(img, w, h);
+        img.iter_mut().zip(soft).for_each(|(v, b)| *v = (*v + amount * (*v - b)).clamp(0.0, 255.0));
+    }
+    if hit(rng, c.noise > 0.0) {
+        let sigma = rng.range(0.0, c.noise);
+        for v in img.iter_mut() {
+            *v = (*v + sigma * normal(rng)).clamp(0.0, 255.0);
+        }
+    }
+    if hit(rng, c.jpeg_quality > 0) {
+        let quality = rng.range(c.jpeg_quality.min(95) as f32, 95.0).round() as u8;
+        if let Some(decoded) = jpeg_round_trip(img, w, h, quality) {
+            *img = decoded;
+        }
+    }
+}
+
+/// A standard normal draw (Box-Muller).
+fn normal(rng: &mut SplitMix64) -> f32 {
+    let u = rng.unit().max(f32::MIN_POSITIVE);
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * rng.unit()).cos()
+}
+
+/// Encodes and decodes as a JPEG of `quality`: the block and ringing artefacts of a camera's
+/// compression. `None` if the codec refuses (the image is then left as it is).
+fn jpeg_round_trip(img: &[f32], w: usize, h: usize, quality: u8) -> Option<Vec<f32>> {
+    let bytes: Vec<u8> = img.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode(&bytes, w as u32, h as u32, image::ExtendedColorType::Rgb8)
+        .ok()?;
+    let decoded =
+        image::load_from_memory_with_format(&out, image::ImageFormat::Jpeg).ok()?.to_rgb8();
+    (decoded.dimensions() == (w as u32, h as u32))
+        .then(|| decoded.into_raw().into_iter().map(f32::from).collect())
 }
 
 /// ITU-R BT.601 luma, as PIL's greyscale.
@@ -281,6 +364,33 @@ mod tests {
         assert_eq!(l.get(0, 0), Class::Background, "uncovered pixels are background");
         assert_eq!(a[(4 + 1) * 3], 0.0);
         assert_eq!(a[(4 + 2) * 3], 10.0);
+    }
+
+    #[test]
+    fn camera_augmentation_changes_the_photograph_not_the_labels() {
+        let (w, h) = (16u32, 16u32);
+        let rgb =
+            (0..w * h).flat_map(|i| [(i % 200) as f32, 120.0, 40.0 + (i % 7) as f32]).collect();
+        let img = Resized { width: w, height: h, rgb };
+        let lab = LabelMap::filled(w, h, Class::Rim);
+        let only = |camera| AugmentConfig { camera, ..AugmentConfig::none() };
+        let each = [
+            CameraAugment { p: 1.0, gamma: 0.5, ..Default::default() },
+            CameraAugment { p: 1.0, channel_gain: 0.2, ..Default::default() },
+            CameraAugment { p: 1.0, sharpness: 1.0, ..Default::default() },
+            CameraAugment { p: 1.0, noise: 6.0, ..Default::default() },
+            CameraAugment { p: 1.0, jpeg_quality: 30, ..Default::default() },
+        ];
+        for (k, camera) in each.into_iter().enumerate() {
+            let (a, l) = augment(&img, &lab, &only(camera), &mut SplitMix64::new(k as u64 + 3));
+            assert_eq!(l, lab, "labels untouched by change {k}");
+            assert!(a.rgb.iter().all(|v| (0.0..=255.0).contains(v)), "change {k} in range");
+            let moved = a.rgb.iter().zip(&img.rgb).map(|(x, y)| (x - y).abs()).sum::<f32>();
+            assert!(moved > 1.0, "change {k} changed the photograph ({moved})");
+        }
+        // p = 0 leaves it alone whatever the strengths.
+        let off = CameraAugment { p: 0.0, ..CameraAugment::standard() };
+        assert_eq!(augment(&img, &lab, &only(off), &mut SplitMix64::new(1)).0, img);
     }
 
     #[test]

@@ -226,6 +226,10 @@ pub struct TrainArgs {
     /// Random shift range as a fraction of the side, e.g. 0.1 (off by default).
     #[arg(long, default_value_t = 0.0)]
     pub translate: f32,
+    /// Camera robustness: gamma, per-channel gain, sharpness, noise and JPEG re-encoding, each
+    /// at p = 0.3, on top of the seed's colour jitter (off by default).
+    #[arg(long)]
+    pub camera_augment: bool,
     /// Train a coarse-to-fine second stage: each sample is a square crop around its true disc,
     /// this many disc diameters wide (e.g. 3). Off: the whole photograph.
     #[arg(long, value_name = "DIAMETERS")]
@@ -233,6 +237,10 @@ pub struct TrainArgs {
     /// Smallest crop side of --roi-context, as a fraction of the photograph's shorter side.
     #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
     pub roi_min_side: f32,
+    /// Weight of a loss term on the vertical cup-to-disc ratio (soft column counts, as the
+    /// metric measures it; default 0; with --resume, replaces the run's).
+    #[arg(long, value_name = "W")]
+    pub vcdr_weight: Option<f64>,
     /// Draw eyes whose true vCDR is at least --large-cup-vcdr this many times per epoch
     /// (default 1; with --resume, replaces the run's).
     #[arg(long, value_name = "N")]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
-use papilla_shared::labels::{LabelMap, MaskRole};
-use papilla_shared::preprocess::{Geometry, PreprocessConfig, Resized, resize};
+use papilla_shared::labels::{Class, LabelMap, MaskRole};
+use papilla_shared::preprocess::{Geometry, PreprocessConfig, Resized, mirror_index, resize};
 use papilla_shared::synth::SplitMix64;
 use thiserror::Error;
 
@@ -225,6 +225,8 @@ pub struct LoadReport {
     pub snapped_pixels: u64,
     /// RIM-ONE cup pixels outside the disc mask, counted as disc.
     pub cup_outside_disc: u64,
+    /// Photographs too tight for the second stage's crop, mirrored outwards.
+    pub mirrored: Vec<PathBuf>,
 }
 
 impl LoadReport {
@@ -246,6 +248,12 @@ impl LoadReport {
         if self.cup_outside_disc > 0 {
             s += &format!(", {} cup pixels outside the disc taken as disc", self.cup_outside_disc);
         }
+        if !self.mirrored.is_empty() {
+            s += &format!(
+                ", {} crops tighter than the segmenter's context mirrored outwards",
+                self.mirrored.len()
+            );
+        }
         for skip in &self.skipped {
             s += &format!("\n  skipped {}: {}", skip.path.display(), skip.reason);
         }
@@ -259,6 +267,7 @@ impl LoadReport {
         self.converted.extend(other.converted);
         self.snapped_pixels += other.snapped_pixels;
         self.cup_outside_disc += other.cup_outside_disc;
+        self.mirrored.extend(other.mirrored);
     }
 }
 
@@ -355,18 +364,36 @@ pub fn load_pair_with<T>(
         report.resized.push(pair.image.clone());
     }
     // A second (coarse-to-fine) stage learns on the crop its locator will hand it, centred
-    // here on the true disc; augmentation shifts and scales it like a locator's error.
-    let roi = match &config.roi {
-        Some(policy) => Some(
-            policy
-                .crop_for(&truth)
-                .ok_or_else(|| skip(&pair.image, "the mask has no disc to crop around".into()))?,
-        ),
-        None => None,
+    // here on the true disc; augmentation shifts and scales it like a locator's error. A
+    // disc-centred crop (RIM-ONE's, Zeiss's) is too tight for that crop: it is mirrored
+    // outwards, as the run-time disc-centred framing does, so the disc enters the network at
+    // the same scale as in a whole photograph.
+    let no_disc = || skip(&pair.image, "the mask has no disc to crop around".into());
+    let (input, geometry, target, truth) = match &config.roi {
+        Some(policy) => {
+            let (x0, y0, side) = policy.square_for(&truth).ok_or_else(no_disc)?;
+            if side <= image.width() && side <= image.height() {
+                let roi = policy.crop_for(&truth).ok_or_else(no_disc)?;
+                let (input, geometry) = resize(&image, config, Some(roi))
+                    .map_err(|e| skip(&pair.image, e.to_string()))?;
+                let target = geometry.to_network(&truth);
+                (input, geometry, target, truth)
+            } else {
+                report.mirrored.push(pair.image.clone());
+                let (canvas, labels, scored) = mirrored_square(&image, &truth, x0, y0, side);
+                let (input, geometry) =
+                    resize(&canvas, config, None).map_err(|e| skip(&pair.image, e.to_string()))?;
+                let target = geometry.to_network(&labels);
+                (input, geometry, target, scored)
+            }
+        }
+        None => {
+            let (input, geometry) =
+                resize(&image, config, None).map_err(|e| skip(&pair.image, e.to_string()))?;
+            let target = geometry.to_network(&truth);
+            (input, geometry, target, truth)
+        }
     };
-    let (input, geometry) =
-        resize(&image, config, roi).map_err(|e| skip(&pair.image, e.to_string()))?;
-    let target = geometry.to_network(&truth);
     let extra = with_photo(&image);
     report.loaded = 1;
     let name = format!("{prefix}/{}", pair.name);
@@ -380,6 +407,39 @@ pub fn load_pair_with<T>(
         glaucoma: pair.glaucoma,
     };
     Ok((sample, extra, report))
+}
+
+/// The `side`-pixel square at `(x0, y0)` of a photograph and its labels, mirrored past the
+/// photograph's edges: the photograph, the labels as the network learns them (mirrored too, so
+/// a mirrored rim is not taught as background) and the labels it is scored against (only the
+/// photograph's own pixels: background outside, so the measured vCDR is the eye's).
+fn mirrored_square(
+    image: &RgbImage,
+    truth: &LabelMap,
+    x0: i64,
+    y0: i64,
+    side: u32,
+) -> (RgbImage, LabelMap, LabelMap) {
+    let (w, h) = image.dimensions();
+    let source = |x: u32, y: u32| (mirror_index(x0 + x as i64, w), mirror_index(y0 + y as i64, h));
+    let canvas = RgbImage::from_fn(side, side, |x, y| {
+        let (sx, sy) = source(x, y);
+        *image.get_pixel(sx, sy)
+    });
+    let mut labels = LabelMap::filled(side, side, Class::Background);
+    let mut scored = LabelMap::filled(side, side, Class::Background);
+    for y in 0..side {
+        for x in 0..side {
+            let (sx, sy) = source(x, y);
+            let class = truth.get(sx, sy);
+            labels.set(x, y, class);
+            let (px, py) = (x0 + x as i64, y0 + y as i64);
+            if (0..w as i64).contains(&px) && (0..h as i64).contains(&py) {
+                scored.set(x, y, class);
+            }
+        }
+    }
+    (canvas, labels, scored)
 }
 
 /// Loads every pair on `threads` threads; failures become reported skips.

@@ -86,6 +86,9 @@ pub struct TrainingConfig {
     pub ce_weight: f64,
     #[config(default = "LossKind::ClassDice")]
     pub loss: LossKind,
+    /// Weight of the vertical cup-to-disc ratio term ([`soft_vcdr`]'s L1 error; 0 = off).
+    #[config(default = 0.0)]
+    pub vcdr_weight: f64,
     /// Epoch at which the current cosine cycle began: a warm restart (0 = the first cycle).
     #[config(default = 0)]
     pub cycle_start: usize,
@@ -265,7 +268,34 @@ pub fn target_batch(
 /// - `logits`, `onehot`: `[N, C, H, W]` -> scalar `[1]`; `NestedDice` needs the class order
 ///   cup, rim, background.
 pub fn loss(logits: Tensor<4>, onehot: Tensor<4>, ce_weight: f64, kind: LossKind) -> Tensor<1> {
+    loss_with_vcdr(logits, onehot, ce_weight, kind, 0.0)
+}
+
+/// The vertical cup-to-disc ratio as the REFUGE metric measures it (the largest count of cup,
+/// and of disc, pixels in one column), from soft masks: per image, the largest column sum of
+/// the cup's and of the disc's probability, and their ratio. Differentiable, so the network
+/// is told directly when it draws a large cup short.
+///
+/// # Shapes
+/// - `probs`: `[N, C, H, W]` in the class order cup, rim, background -> `[N]`.
+pub fn soft_vcdr(probs: Tensor<4>) -> Tensor<1> {
+    let n = probs.dims()[0];
+    let cup = probs.clone().narrow(1, 0, 1).sum_dim(2).max_dim(3);
+    let disc = probs.narrow(1, 0, 2).sum_dim(1).sum_dim(2).max_dim(3);
+    (cup / (disc + 1.0)).reshape([n])
+}
+
+/// [`loss`] plus `vcdr_weight` times the mean absolute error of [`soft_vcdr`] against the
+/// one-hot truth's.
+pub fn loss_with_vcdr(
+    logits: Tensor<4>,
+    onehot: Tensor<4>,
+    ce_weight: f64,
+    kind: LossKind,
+    vcdr_weight: f64,
+) -> Tensor<1> {
     let probs = activation::softmax(logits.clone(), 1);
+    let vcdr_probs = (vcdr_weight > 0.0).then(|| probs.clone());
     let soft_dice = |p: Tensor<4>, t: Tensor<4>, dims: &[usize]| {
         let inter = (p.clone() * t.clone()).sum_dims(dims);
         (inter * 2.0 + 1.0) / (p.sum_dims(dims) + t.sum_dims(dims) + 1.0)
@@ -280,12 +310,16 @@ pub fn loss(logits: Tensor<4>, onehot: Tensor<4>, ce_weight: f64, kind: LossKind
             (d.mean() + c.mean()) / 2.0
         }
     };
-    let dice_loss = dice.neg() + 1.0;
+    let mut total = dice.neg() + 1.0;
+    if let Some(p) = vcdr_probs {
+        let err = (soft_vcdr(p) - soft_vcdr(onehot.clone())).abs().mean();
+        total = total + err * vcdr_weight;
+    }
     if ce_weight > 0.0 {
         let ce = (activation::log_softmax(logits, 1) * onehot).sum_dim(1).mean().neg();
-        dice_loss + ce * ce_weight
+        total + ce * ce_weight
     } else {
-        dice_loss
+        total
     }
 }
 
@@ -396,6 +430,7 @@ fn config_from_json(text: &str) -> Result<TrainingConfig, serde_json::Error> {
         fields.entry("cycle_start").or_insert_with(|| serde_json::json!(0));
         fields.entry("large_cup_repeat").or_insert_with(|| serde_json::json!(1));
         fields.entry("large_cup_vcdr").or_insert_with(|| serde_json::json!(0.6));
+        fields.entry("vcdr_weight").or_insert_with(|| serde_json::json!(0.0));
     }
     serde_json::from_value(value)
 }
@@ -536,7 +571,13 @@ pub fn train(
             let targets: Vec<_> = augmented.iter().map(|(_, t)| t).collect();
             let x = input_batch(&inputs, &config.preprocess, &train_device);
             let y = target_batch(&targets, classes, &train_device);
-            let l = loss(model.forward(x), y, config.ce_weight, config.loss);
+            let l = loss_with_vcdr(
+                model.forward(x),
+                y,
+                config.ce_weight,
+                config.loss,
+                config.vcdr_weight,
+            );
             let value = f64::from(l.clone().into_scalar::<f32>());
             if !value.is_finite() {
                 return Err(TrainError::Diverged(value, epoch));
@@ -734,6 +775,35 @@ mod tests {
         // classes absent from the target give (0 + 1) / (0 + 1) = 1 with smooth 1
         assert!(l_right < 0.01, "{l_right}");
         assert!(l_wrong > 0.5, "{l_wrong}");
+    }
+
+    /// A 6x6 disc whose cup is a 2-wide column 4 pixels tall, against a prediction whose cup is
+    /// 2 tall: the soft vCDR is the metric's ratio (smoothed by 1 in the disc), and the vCDR term
+    /// adds exactly its weight times the error.
+    #[test]
+    fn soft_vcdr_counts_the_tallest_column_and_its_term_penalises_a_short_cup() {
+        use papilla_shared::{Class, LabelMap};
+        let device = Device::flex();
+        let cup = |rows: std::ops::Range<u32>| {
+            let mut m = LabelMap::filled(6, 6, Class::Rim);
+            for y in rows {
+                m.set(2, y, Class::Cup);
+                m.set(3, y, Class::Cup);
+            }
+            m
+        };
+        let (truth, short) = (cup(1..5), cup(2..4));
+        let y = target_batch(&[&truth], 3, &device);
+        let v = soft_vcdr(y.clone()).into_data().try_to_vec::<f32>().unwrap();
+        assert!((v[0] - 4.0 / 7.0).abs() < 1e-5, "{v:?}");
+        let logits = target_batch(&[&short], 3, &device) * 50.0;
+        let plain = loss(logits.clone(), y.clone(), 0.0, LossKind::NestedDice).into_scalar::<f32>();
+        let with = loss_with_vcdr(logits.clone(), y.clone(), 0.0, LossKind::NestedDice, 2.0)
+            .into_scalar::<f32>();
+        assert!((with - plain - 2.0 * (4.0 - 2.0) / 7.0).abs() < 1e-3, "{plain} {with}");
+        let right = target_batch(&[&truth], 3, &device) * 50.0;
+        let none = loss_with_vcdr(right, y, 0.0, LossKind::NestedDice, 2.0).into_scalar::<f32>();
+        assert!(none < 0.01, "{none}");
     }
 
     /// Two 4x4 images: the first all cup, predicted right; the second with a one-pixel cup in

@@ -102,3 +102,64 @@ fn empty_and_unknown_folders_are_errors_naming_the_folder() {
     let err = load_dir(root.path(), "train", &PreprocessConfig::square(32), 1).unwrap_err();
     assert!(matches!(err, DataError::Empty { .. }), "{err}");
 }
+
+#[test]
+fn a_disc_centred_crop_is_mirrored_outwards_to_the_segmenters_context() {
+    use papilla_shared::preprocess::RoiPolicy;
+    // A 32x32 "crop" whose disc is 20 px wide (columns 6-25): a segmenter trained on crops 2.5
+    // disc diameters wide needs a 50 px square, wider than the photograph; square x = photo
+    // x - 9, mirrored at the edges.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("crops");
+    std::fs::create_dir_all(dir.join("fundus color images")).unwrap();
+    std::fs::create_dir_all(dir.join("Disc_Cup_Masks")).unwrap();
+    let label = |x: u32, y: u32| {
+        let d2 = (2 * x as i32 - 31).pow(2) + (2 * y as i32 - 31).pow(2);
+        if d2 < 64 {
+            0u8
+        } else if d2 < 400 {
+            128
+        } else {
+            255
+        }
+    };
+    RgbImage::from_fn(32, 32, |x, y| Rgb([label(x, y), 60, (x * 6) as u8]))
+        .save(dir.join("fundus color images/e1.png"))
+        .unwrap();
+    GrayImage::from_fn(32, 32, |x, y| Luma([label(x, y)]))
+        .save(dir.join("Disc_Cup_Masks/e1.png"))
+        .unwrap();
+    let config = PreprocessConfig {
+        roi: Some(RoiPolicy { context: 2.5, min_side_fraction: 0.0 }),
+        ..PreprocessConfig::square(50)
+    };
+    let (samples, report) = load_dir(&dir, "train", &config, 1).unwrap();
+    assert_eq!(report.mirrored.len(), 1, "{}", report.summary());
+    assert!(report.summary().contains("1 crops tighter"), "{}", report.summary());
+    let s = &samples[0];
+    // The network sees the whole square one to one: the disc is 20 px of its 50, as a
+    // 2.5-diameter crop of a whole photograph shows it (not the whole 32 px photograph
+    // stretched to 50, where it would be 31 px).
+    assert_eq!(s.target.dimensions(), (50, 50));
+    let disc_cols = (5..45).filter(|&x| s.target.get(x, 25) != Class::Background).count();
+    assert_eq!(disc_cols, 20);
+    assert_eq!(s.target.get(25, 25), Class::Cup);
+    // The border holds the mirrored photograph (x = 2 reads the photo's x = 7) and the
+    // mirrored labels: the disc's reflection is taught as disc, as it looks...
+    assert_eq!(s.input.rgb[(25 * 50 + 2) * 3 + 2], 42.0);
+    assert_eq!(s.target.get(1, 25), Class::Rim);
+    // ...but scoring counts only the photograph's own pixels.
+    assert_eq!(s.truth.dimensions(), (50, 50));
+    assert_eq!(s.truth.get(1, 25), Class::Background);
+    let scored_disc = s.truth.classes().iter().filter(|c| **c != Class::Background).count();
+    let true_disc = (0..32 * 32).filter(|i| label(i % 32, i / 32) != 255).count();
+    assert_eq!(scored_disc, true_disc);
+
+    // With room for the crop, a photograph is cropped as before, not mirrored.
+    let narrow = PreprocessConfig {
+        roi: Some(RoiPolicy { context: 1.5, min_side_fraction: 0.0 }),
+        ..PreprocessConfig::square(30)
+    };
+    let (_, report) = load_dir(&dir, "train", &narrow, 1).unwrap();
+    assert!(report.mirrored.is_empty());
+}

@@ -68,6 +68,19 @@ impl RoiPolicy {
         self.crop_for_scaled(labels, labels.width(), labels.height())
     }
 
+    /// The square the policy asks for around the disc of `labels`, before it is shifted to
+    /// lie inside the photograph: `(x0, y0, side)`, where `x0` and `y0` may be negative and
+    /// `x0 + side` may pass the width. `None` when `labels` has no disc.
+    pub fn square_for(&self, labels: &LabelMap) -> Option<(i64, i64, u32)> {
+        let (x0, y0, x1, y1) = disc_box(labels)?;
+        let diameter = (x1 - x0 + 1).max(y1 - y0 + 1) as f32;
+        let shorter = labels.width().min(labels.height()) as f32;
+        let side = (self.context * diameter).max(self.min_side_fraction * shorter).round().max(1.0);
+        let (cx, cy) = ((x0 + x1 + 1) as f32 / 2.0, (y0 + y1 + 1) as f32 / 2.0);
+        let start = |c: f32| (c - side / 2.0).round() as i64;
+        Some((start(cx), start(cy), side as u32))
+    }
+
     /// [`Self::crop_for`] in a `width`x`height` photograph of which `labels` is a resized map:
     /// the box is scaled by the sides' ratios before the crop is placed.
     pub fn crop_for_scaled(&self, labels: &LabelMap, width: u32, height: u32) -> Option<Rect> {
@@ -78,6 +91,19 @@ impl RoiPolicy {
         let (cx, cy) = ((x0 + x1 + 1) as f32 / 2.0 * sx, (y0 + y1 + 1) as f32 / 2.0 * sy);
         Some(self.crop_around(cx, cy, diameter, width, height))
     }
+}
+
+/// Index into `0..n` of position `i`, reflected at the edges without repeating the edge pixel
+/// (`-1` reads `1`), periodically for any `i`: the mirrored padding of a crop that reaches
+/// past the photograph (disc-centred crops, at run time and in training alike).
+pub fn mirror_index(i: i64, n: u32) -> u32 {
+    let n = n as i64;
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let r = i.rem_euclid(period);
+    (if r < n { r } else { period - r }) as u32
 }
 
 /// Inclusive bounding box `(x0, y0, x1, y1)` of the disc (cup or rim) pixels.
@@ -500,6 +526,15 @@ mod tests {
             preprocess(&empty, &PreprocessConfig::square(4), None),
             Err(PreprocessError::EmptyImage { .. })
         ));
+    }
+
+    #[test]
+    fn mirror_reflects_without_repeating_the_edge_and_wraps_far_out() {
+        let got: Vec<u32> = (-4..8).map(|i| mirror_index(i, 4)).collect();
+        // positions -4..8 over 0 1 2 3: ... 2 1 | 0 1 2 3 | 2 1 0 1 ...
+        assert_eq!(got, [2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]);
+        assert_eq!(mirror_index(-100, 1), 0);
+        assert_eq!(mirror_index(1_000_003, 4), mirror_index(1_000_003 % 6, 4));
     }
 
     #[test]

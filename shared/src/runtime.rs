@@ -15,7 +15,7 @@ use crate::error::{BundleError, PostprocessError, PreprocessError};
 use crate::labels::{Class, LabelMap};
 use crate::metrics::{Measurements, measure};
 use crate::postprocess::{ShapeFit, TestTimeAugmentation, clean, fit_ellipses, postprocess};
-use crate::preprocess::{Geometry, Rect, Tensor4, preprocess};
+use crate::preprocess::{Geometry, Rect, Tensor4, mirror_index, preprocess};
 
 /// Why the runtime could not load or run a model.
 #[derive(Debug, thiserror::Error)]
@@ -285,7 +285,10 @@ impl Engine {
         let side = (w.max(h) as f32 * pad).round() as u32;
         let (ox, oy) = ((side - w) / 2, (side - h) / 2);
         let canvas = RgbImage::from_fn(side, side, |x, y| {
-            *image.get_pixel(mirror(x as i64 - ox as i64, w), mirror(y as i64 - oy as i64, h))
+            *image.get_pixel(
+                mirror_index(x as i64 - ox as i64, w),
+                mirror_index(y as i64 - oy as i64, h),
+            )
         });
         let mut times = StageTimes::default();
         let roi = Some(Rect::full(side, side));
@@ -425,18 +428,6 @@ fn output_shape(out: &Output, stage: &str) -> Result<[usize; 4], RuntimeError> {
     })
 }
 
-/// Index into `0..n` of position `i`, reflected at the edges without repeating the edge pixel
-/// (`-1` reads `1`), periodically for any `i`.
-fn mirror(i: i64, n: u32) -> u32 {
-    let n = n as i64;
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * (n - 1);
-    let r = i.rem_euclid(period);
-    (if r < n { r } else { period - r }) as u32
-}
-
 fn run_first(
     s: &LoadedStage,
     input: &Tensor4,
@@ -501,7 +492,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::{flip_width, mirror};
+    use super::flip_width;
 
     #[test]
     fn flip_width_mirrors_each_row_of_each_plane() {
@@ -511,14 +502,5 @@ mod tests {
         assert_eq!(v, [2., 1., 0., 5., 4., 3., 8., 7., 6., 11., 10., 9.]);
         flip_width(&mut v, [1, 2, 2, 3]);
         assert_eq!(v, (0..12).map(|i| i as f32).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn mirror_reflects_without_repeating_the_edge_and_wraps_far_out() {
-        let got: Vec<u32> = (-4..8).map(|i| mirror(i, 4)).collect();
-        // positions -4..8 over 0 1 2 3: ... 2 1 | 0 1 2 3 | 2 1 0 1 ...
-        assert_eq!(got, [2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]);
-        assert_eq!(mirror(-100, 1), 0);
-        assert_eq!(mirror(1_000_003, 4), mirror(1_000_003 % 6, 4));
     }
 }

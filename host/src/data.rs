@@ -369,7 +369,7 @@ pub fn load_pair_with<T>(
     // outwards, as the run-time disc-centred framing does, so the disc enters the network at
     // the same scale as in a whole photograph.
     let no_disc = || skip(&pair.image, "the mask has no disc to crop around".into());
-    let (input, geometry, target, truth) = match &config.roi {
+    let (input, geometry, target, truth, canvas) = match &config.roi {
         Some(policy) => {
             let (x0, y0, side) = policy.square_for(&truth).ok_or_else(no_disc)?;
             if side <= image.width() && side <= image.height() {
@@ -377,24 +377,25 @@ pub fn load_pair_with<T>(
                 let (input, geometry) = resize(&image, config, Some(roi))
                     .map_err(|e| skip(&pair.image, e.to_string()))?;
                 let target = geometry.to_network(&truth);
-                (input, geometry, target, truth)
+                (input, geometry, target, truth, None)
             } else {
                 report.mirrored.push(pair.image.clone());
                 let (canvas, labels, scored) = mirrored_square(&image, &truth, x0, y0, side);
                 let (input, geometry) =
                     resize(&canvas, config, None).map_err(|e| skip(&pair.image, e.to_string()))?;
                 let target = geometry.to_network(&labels);
-                (input, geometry, target, scored)
+                (input, geometry, target, scored, Some(canvas))
             }
         }
         None => {
             let (input, geometry) =
                 resize(&image, config, None).map_err(|e| skip(&pair.image, e.to_string()))?;
             let target = geometry.to_network(&truth);
-            (input, geometry, target, truth)
+            (input, geometry, target, truth, None)
         }
     };
-    let extra = with_photo(&image);
+    // The photograph as the truth frames it: a mirrored sample's overlay is of its square.
+    let extra = with_photo(canvas.as_ref().unwrap_or(&image));
     report.loaded = 1;
     let name = format!("{prefix}/{}", pair.name);
     let sample = Sample {

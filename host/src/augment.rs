@@ -166,6 +166,7 @@ pub fn augment(
 
 /// [`CameraAugment`] on an image in 0-255 units; the result stays in range.
 fn camera(img: &mut Vec<f32>, w: usize, h: usize, c: &CameraAugment, rng: &mut SplitMix64) {
+    // Each change draws only when it is on, so a run without one keeps its random stream.
     let hit = |rng: &mut SplitMix64, on: bool| on && c.p > 0.0 && rng.unit() < c.p;
     if hit(rng, c.gamma > 0.0) {
         let g = rng.range(-(1.0 + c.gamma).ln(), (1.0 + c.gamma).ln()).exp();

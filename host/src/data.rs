@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
 use papilla_shared::labels::{Class, LabelMap, MaskRole};
-use papilla_shared::preprocess::{Geometry, PreprocessConfig, Resized, mirror_index, resize};
+use papilla_shared::preprocess::{Geometry, PreprocessConfig, Rect, Resized, mirror_index, resize};
 use papilla_shared::synth::SplitMix64;
 use thiserror::Error;
 
@@ -372,8 +372,12 @@ pub fn load_pair_with<T>(
     let (input, geometry, target, truth, canvas) = match &config.roi {
         Some(policy) => {
             let (x0, y0, side) = policy.square_for(&truth).ok_or_else(no_disc)?;
-            if side <= image.width() && side <= image.height() {
-                let roi = policy.crop_for(&truth).ok_or_else(no_disc)?;
+            let (w, h) = image.dimensions();
+            if side <= w && side <= h {
+                // The square shifted inside the photograph: `crop_for`'s rectangle, without
+                // scanning the mask for the disc a second time.
+                let place = |start: i64, limit: u32| start.clamp(0, (limit - side) as i64) as u32;
+                let roi = Rect { x: place(x0, w), y: place(y0, h), width: side, height: side };
                 let (input, geometry) = resize(&image, config, Some(roi))
                     .map_err(|e| skip(&pair.image, e.to_string()))?;
                 let target = geometry.to_network(&truth);

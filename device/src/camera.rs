@@ -417,6 +417,25 @@ mod tests {
     }
 
     #[test]
+    fn folder_source_leaves_a_folder_named_like_a_photograph_and_forgets_a_vanished_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut src = FolderSource::new(dir.path()).unwrap();
+        std::fs::create_dir(dir.path().join("a.jpg")).unwrap();
+        std::fs::write(dir.path().join("b.jpg"), b"xx").unwrap();
+        assert!(src.next_frame().unwrap().is_none(), "b.jpg is new: wait one poll");
+        // Gone between two polls (the camera's own clean-up, a stick pulled out).
+        std::fs::remove_file(dir.path().join("b.jpg")).unwrap();
+        for _ in 0..3 {
+            assert!(src.next_frame().unwrap().is_none());
+        }
+        assert!(dir.path().join("a.jpg").is_dir(), "a folder is not a photograph to move");
+        assert!(!dir.path().join("rejected/a.jpg").exists());
+        std::fs::write(dir.path().join("c.jpg"), b"yy").unwrap();
+        assert!(src.next_frame().unwrap().is_none());
+        assert_eq!(src.next_frame().unwrap().unwrap().name(), dir.path().join("c.jpg"));
+    }
+
+    #[test]
     fn command_source_reads_stdout_reports_failures_and_times_out() {
         // A shell script in place of the camera program.
         let sh = |script: &str, yuyv| {

@@ -18,6 +18,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod exam;
+pub mod fuzzing;
 pub mod media;
 pub mod photo;
 pub mod quality;

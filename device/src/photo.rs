@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{ImageFormat, RgbImage};
 use thiserror::Error;
 
@@ -130,7 +131,27 @@ fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> 
     let info = d.info().ok_or_else(|| PhotoError::Decode("no frame header".into()))?;
     let image = RgbImage::from_raw(u32::from(info.width), u32::from(info.height), pixels)
         .ok_or_else(|| PhotoError::Decode("pixel buffer of the wrong length".into()))?;
-    Ok(Photo { image, original: (w, h) })
+    let orientation = d.exif_data().and_then(Orientation::from_exif_chunk);
+    Ok(oriented(image, (w, h), orientation))
+}
+
+/// The photograph turned as its EXIF orientation says (a camera held on its side writes the
+/// pixels unturned and the turn in EXIF), so the mask and the overlay are drawn the way a
+/// viewer shows the photograph; `original` turns with it.
+fn oriented(image: RgbImage, (w, h): (u32, u32), orientation: Option<Orientation>) -> Photo {
+    let Some(orientation) = orientation.filter(|o| *o != Orientation::NoTransforms) else {
+        return Photo { image, original: (w, h) };
+    };
+    let mut turned = image::DynamicImage::ImageRgb8(image);
+    turned.apply_orientation(orientation);
+    let quarter = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    Photo { image: turned.into_rgb8(), original: if quarter { (h, w) } else { (w, h) } }
 }
 
 fn decode_png(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> {
@@ -148,10 +169,11 @@ fn decode_png(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> {
         ColorType::L16 | ColorType::La16 => return Err(PhotoError::Greyscale),
         other => return Err(PhotoError::Format(format!("{other:?} PNG"))),
     }
+    let orientation = d.orientation().ok();
     let image = image::DynamicImage::from_decoder(d)
         .map_err(|e| PhotoError::Decode(e.to_string()))?
         .to_rgb8();
-    Ok(Photo { image, original: (w, h) })
+    Ok(oriented(image, (w, h), orientation))
 }
 
 #[cfg(test)]

@@ -157,6 +157,21 @@ fn read_frames(bytes: &[u8]) -> (Vec<IndexEntry>, usize) {
     (entries, at)
 }
 
+/// The completed frames of an index file's contents, without repairing anything; the second
+/// value is where the last good frame ends (a torn or corrupt tail starts there). Contents
+/// shorter than the magic are an index torn while it was created: empty. `path` names the file
+/// in the error. The one parser of `index.bin`, for `open`, `read_index` and the fuzzers.
+pub fn parse_index(bytes: &[u8], path: &Path) -> Result<(Vec<IndexEntry>, usize), StoreError> {
+    if bytes.len() < MAGIC.len() {
+        return Ok((Vec::new(), bytes.len()));
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err(StoreError::NotAnIndex { path: path.to_owned() });
+    }
+    let (entries, good) = read_frames(&bytes[MAGIC.len()..]);
+    Ok((entries, MAGIC.len() + good))
+}
+
 /// The completed frames of the index under `root`, without repairing anything: for `status`
 /// and `export-results`, which may run beside the service.
 pub fn read_index(root: &Path) -> Result<Vec<IndexEntry>, StoreError> {
@@ -168,13 +183,16 @@ pub fn read_index(root: &Path) -> Result<Vec<IndexEntry>, StoreError> {
             return Err(StoreError::Io { path, what: "cannot read the exam index", source });
         }
     };
-    if bytes.len() < MAGIC.len() {
-        return Ok(Vec::new());
-    }
-    if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(StoreError::NotAnIndex { path });
-    }
-    Ok(read_frames(&bytes[MAGIC.len()..]).0)
+    Ok(parse_index(&bytes, &path)?.0)
+}
+
+/// The index entry an orphan folder's `record.json` (its contents) gives, if it parses and
+/// names the folder's own exam number.
+pub fn orphan_entry(record_json: &[u8], id: u64) -> Option<IndexEntry> {
+    serde_json::from_slice::<crate::service::ExamRecord>(record_json)
+        .ok()
+        .filter(|r| r.id == id)
+        .map(|r| r.index_entry())
 }
 
 fn folder_name(id: u64) -> String {
@@ -209,11 +227,9 @@ impl Store {
             index.sync_all().map_err(io(&path, "cannot sync the exam index"))?;
             sync_dir(&dir)?;
             bytes = MAGIC.to_vec();
-        } else if &bytes[..MAGIC.len()] != MAGIC {
-            return Err(StoreError::NotAnIndex { path });
         }
-        let (mut entries, good) = read_frames(&bytes[MAGIC.len()..]);
-        let end = (MAGIC.len() + good) as u64;
+        let (mut entries, good) = parse_index(&bytes, &path)?;
+        let end = good as u64;
         if end < bytes.len() as u64 {
             recovery.cut_bytes = bytes.len() as u64 - end;
             tracing::warn!(index = %path.display(), bytes = recovery.cut_bytes, "cutting a torn tail off the exam index");
@@ -242,12 +258,8 @@ impl Store {
         orphans.sort();
         for (id, p) in orphans {
             let record = p.join("record.json");
-            match std::fs::read(&record)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<crate::service::ExamRecord>(&b).ok())
-            {
-                Some(r) if r.id == id => {
-                    let entry = r.index_entry();
+            match std::fs::read(&record).ok().and_then(|b| orphan_entry(&b, id)) {
+                Some(entry) => {
                     store.append(&entry)?;
                     entries.push(entry);
                     store.recovery.reindexed += 1;

@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod bad_photos;
 mod board;
 mod cli;
 mod common;
+mod fuzz;
 mod media;
 mod powercut;
 mod service;

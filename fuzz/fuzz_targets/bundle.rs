@@ -1,0 +1,5 @@
+#![no_main]
+// papilla_device::fuzzing::bundle: see its documentation.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = papilla_device::fuzzing::bundle(data);
+});

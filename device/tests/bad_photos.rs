@@ -6,7 +6,7 @@
 //! shows for each failure, and the store holds every exam.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -102,12 +102,6 @@ fn png_bomb(side: u32, raw_mb: usize) -> Vec<u8> {
     png_chunk(&mut out, b"IDAT", &z.finish().unwrap());
     png_chunk(&mut out, b"IEND", &[]);
     out
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
 }
 
 #[test]

@@ -94,3 +94,10 @@ pub fn stretched(window: Duration) -> Duration {
 pub fn slowdown() -> u32 {
     std::env::var("PAPILLA_TEST_SLOWDOWN").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
 }
+
+/// Writes `bytes` as `dir/name` and gives the path.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}

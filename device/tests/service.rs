@@ -29,12 +29,6 @@ fn snapshots(log: &PinLog) -> Vec<String> {
         .collect()
 }
 
-fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
 #[test]
 fn service_stores_good_exams_refuses_bad_photos_and_lights_the_leds() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 # fuzz/regressions/NAME/ with the fix, so the stable harness (device/tests/fuzz.rs) replays it.
 #
 #   scripts/fuzz.sh [NAME ...]          all targets when none is named
-#   RUNS=100000 JOBS=1 scripts/fuzz.sh photo
+#   RUNS=100000 scripts/fuzz.sh photo
 #
 # Needs `cargo +nightly` and cargo-fuzz (installed here with `cargo install cargo-fuzz --locked`
 # when missing). The build goes to $CARGO_TARGET_DIR (default ~/.cache/papilla/fuzz-target),

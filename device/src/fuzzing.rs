@@ -23,7 +23,8 @@ pub type Target = fn(&[u8]) -> Outcome;
 pub const TARGETS: [(&str, Target); 5] =
     [("bundle", bundle), ("index", index), ("mask", mask), ("config", config), ("photo", photo)];
 
-/// The public key of the fixed signing key `[7; 32]` that signs the corpus's signed bundle.
+/// The fixed signing key `[7; 32]` of the corpus's signed bundles (the golden bundles'), which
+/// the field verification of [`bundle`] trusts.
 pub fn corpus_signer() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[7; 32])
 }

@@ -9,16 +9,14 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use image::{DynamicImage, ImageFormat, RgbImage};
 use papilla_device::board::mock::{PinLog, RecordingPin};
 use papilla_device::board::{Button, Leds, NoPin};
 use papilla_device::camera::ReplaySource;
 use papilla_device::clock::ManualClock;
-use papilla_device::config::QualityConfig;
 use papilla_device::photo::{DecodeOptions, decode};
-use papilla_device::service::{ExamEvent, ExamRecord, Service, ServiceOptions};
+use papilla_device::service::{ExamEvent, ExamRecord, Service};
 use papilla_device::store::{Outcome, Store};
 use papilla_shared::synth::{SynthParams, generate};
 
@@ -165,12 +163,7 @@ fn bad_photographs_get_their_documented_outcomes_and_the_loop_goes_on() {
         leds: Leds::new(pins, false),
         clock: clock.clone(),
         stop: Arc::new(AtomicBool::new(false)),
-        options: ServiceOptions {
-            decode: DecodeOptions { min_side: 256, max_pixels: 50_000_000 },
-            quality: QualityConfig::default(),
-            refer_vcdr: 0.6,
-            poll: Duration::from_millis(10),
-        },
+        options: replay_options(DecodeOptions { min_side: 256, max_pixels: 50_000_000 }),
         media: None,
     };
     let summary = service.run(|e| events.push(e.clone()));
@@ -211,14 +204,11 @@ fn bad_photographs_get_their_documented_outcomes_and_the_loop_goes_on() {
         entries.iter().map(|e| e.id).collect::<Vec<_>>(),
         (1..=expect.len() as u64).collect::<Vec<_>>()
     );
-    let lit: Vec<bool> = {
-        let log = log.lock().unwrap();
-        log.chunks(4).map(|c| c[3].1).collect()
-    };
+    let lit = snapshots(&log);
     // After "-" and "ready" at start, two updates per exam (busy, then the result).
     for (i, e) in events.iter().enumerate() {
         assert_eq!(
-            lit[2 + 2 * i + 1],
+            lit[2 + 2 * i + 1].contains("error"),
             e.outcome != Outcome::Completed,
             "error light after exam {}",
             i + 1

@@ -3,6 +3,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use image::{DynamicImage, ImageFormat};
+use papilla_device::board::mock::PinLog;
+use papilla_device::config::QualityConfig;
+use papilla_device::photo::DecodeOptions;
+use papilla_device::service::ServiceOptions;
 use papilla_shared::bundle::{Bundle, SigningKey, Verification};
 use papilla_shared::synth::{SynthParams, generate};
 
@@ -100,4 +104,26 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
+}
+
+/// Lit LEDs after each `show`: the pins are set in the order ready, busy, refer, error.
+pub fn snapshots(log: &PinLog) -> Vec<String> {
+    let log = log.lock().unwrap();
+    assert_eq!(log.len() % 4, 0, "every update sets all four lights");
+    log.chunks(4)
+        .map(|c| {
+            let on: Vec<&str> = c.iter().filter(|(_, h)| *h).map(|(n, _)| n.as_str()).collect();
+            if on.is_empty() { "-".to_owned() } else { on.join("+") }
+        })
+        .collect()
+}
+
+/// The service options of the replay tests: default quality gate, referral at 0.6, 10 ms polls.
+pub fn replay_options(decode: DecodeOptions) -> ServiceOptions {
+    ServiceOptions {
+        decode,
+        quality: QualityConfig::default(),
+        refer_vcdr: 0.6,
+        poll: Duration::from_millis(10),
+    }
 }

@@ -11,10 +11,9 @@ use papilla_device::board::mock::{PinLog, RecordingPin};
 use papilla_device::board::{Button, Leds, NoPin};
 use papilla_device::camera::ReplaySource;
 use papilla_device::clock::ManualClock;
-use papilla_device::config::QualityConfig;
 use papilla_device::media::{MediaEvent, MediaWatch};
 use papilla_device::photo::DecodeOptions;
-use papilla_device::service::{Service, ServiceOptions};
+use papilla_device::service::Service;
 use papilla_device::slots::{Slot, Slots};
 use papilla_device::store::Store;
 use papilla_shared::bundle::Verification;
@@ -127,12 +126,7 @@ fn the_service_installs_from_the_stick_between_exams_and_blinks() {
         leds: Leds::new(pins, false),
         clock: ManualClock::new(),
         stop: Arc::new(AtomicBool::new(false)),
-        options: ServiceOptions {
-            decode: DecodeOptions::default(),
-            quality: QualityConfig::default(),
-            refer_vcdr: 0.6,
-            poll: Duration::from_millis(10),
-        },
+        options: replay_options(DecodeOptions::default()),
         media: Some(watch(&stick, &root)),
     };
     let summary = service.run(|_| {});

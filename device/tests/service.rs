@@ -17,18 +17,6 @@ use papilla_device::store::{Outcome, Store};
 
 use crate::common::*;
 
-/// Lit LEDs after each `show`: the pins are set in the order ready, busy, refer, error.
-fn snapshots(log: &PinLog) -> Vec<String> {
-    let log = log.lock().unwrap();
-    assert_eq!(log.len() % 4, 0, "every update sets all four lights");
-    log.chunks(4)
-        .map(|c| {
-            let on: Vec<&str> = c.iter().filter(|(_, h)| *h).map(|(n, _)| n.as_str()).collect();
-            if on.is_empty() { "-".to_owned() } else { on.join("+") }
-        })
-        .collect()
-}
-
 #[test]
 fn service_stores_good_exams_refuses_bad_photos_and_lights_the_leds() {
     let tmp = tempfile::tempdir().unwrap();
@@ -78,12 +66,7 @@ fn service_stores_good_exams_refuses_bad_photos_and_lights_the_leds() {
         leds: Leds::new(pins, false),
         clock: clock.clone(),
         stop: Arc::new(AtomicBool::new(false)),
-        options: ServiceOptions {
-            decode: DecodeOptions { min_side: 256, max_pixels: 50_000_000 },
-            quality: QualityConfig::default(),
-            refer_vcdr: 0.6,
-            poll: Duration::from_millis(10),
-        },
+        options: replay_options(DecodeOptions { min_side: 256, max_pixels: 50_000_000 }),
         media: None,
     };
     let summary = service.run(|e| events.push(e.clone()));

@@ -60,7 +60,8 @@ fn proc_status_mib(field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Runs `runs` whole exams of `image` (after one warm-up) into a scratch store under `scratch`.
+/// Runs `runs` whole exams of `image` (after one warm-up) into a scratch store under `scratch`,
+/// calling `done` after each exam (the warm-up included: `runs + 1` calls).
 pub fn run(
     engine: &Engine,
     image: &Path,
@@ -68,6 +69,7 @@ pub fn run(
     threads: usize,
     opts: &DecodeOptions,
     scratch: &Path,
+    done: &dyn Fn(),
 ) -> Result<Report, String> {
     let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
     let frame = Frame::File { name: image.to_owned(), bytes: bytes.clone() };
@@ -101,6 +103,7 @@ pub fn run(
             all.push(a.times);
         }
         dims = (a.original, a.photo.dimensions());
+        done();
     }
     // Read before the comparison below, whose full-size pixels are no part of an exam.
     let peak_rss_mib = peak_rss_mib();

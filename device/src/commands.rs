@@ -224,51 +224,62 @@ pub fn status(args: &StatusArgs) -> Result<u8> {
         }
     });
     let entries = read_index(&cfg.root).map_err(|e| Failure::new(EXIT_STORE, e))?;
-    let count = |f: fn(&Outcome) -> bool| entries.iter().filter(|e| f(&e.outcome)).count();
-    let free_mb = fs4::available_space(&cfg.root).ok().map(|b| b >> 20);
-    let last = entries.iter().rev().find(|e| e.outcome == Outcome::Completed);
+    let exams = crate::status::exams(&entries, crate::exam::now_unix_ms());
+    let storage = fs4::available_space(&cfg.root).ok().map(|free| {
+        let per_exam = crate::status::bytes_per_exam(&cfg.root.join("exams"), &entries, 20);
+        crate::status::storage(free, cfg.storage.min_free_mb << 20, per_exam, &exams.today)
+    });
+    let trust = serde_json::json!({
+        "keys": cfg.trust.keys.len(), "allow_unsigned": cfg.trust.allow_unsigned,
+    });
     let s = serde_json::json!({
         "root": cfg.root,
         "model": model,
+        "trust": trust,
         "exams": {
-            "completed": count(|o| *o == Outcome::Completed),
-            "refused": count(|o| matches!(o, Outcome::Refused(_))),
-            "failed": count(|o| matches!(o, Outcome::Failed(_))),
-            "last_completed": last.map(|e| crate::exam::iso8601(e.unix_ms)),
+            // Totals first: the fields of earlier versions keep their meaning.
+            "completed": exams.total.completed,
+            "refused": exams.total.refused,
+            "failed": exams.total.failed,
+            "last_completed": exams.last_completed,
+            "today": exams.today,
+            "refused_by_reason": exams.total.refused_by_reason,
+            "last_error": exams.last_error,
         },
-        "free_mb": free_mb,
+        "free_mb": storage.as_ref().map(|s| s.free_mb),
+        "storage": storage,
     });
     if args.json {
         println!("{s}");
     } else {
         match &model {
             Some(m) if m["ok"] == true => println!(
-                "model: {} {} (slot {}), self-test {:.4}, {}",
+                "model: {} {} (slot {}), self-test agreement {:.4}",
                 m["name"].as_str().unwrap_or(""),
                 m["version"].as_str().unwrap_or(""),
                 m["slot"].as_str().unwrap_or(""),
                 m["selftest_agreement"].as_f64().unwrap_or(0.0),
-                m["signer"].as_str().map_or("unsigned".to_owned(), |k| format!("signed by {k}"))
             ),
             Some(m) => println!(
-                "model: slot {} UNUSABLE: {}",
+                "model: slot {} UNUSABLE: {}\n  what to do: install a signed bundle \
+                 (papilla-device install-model) or roll back to the other slot",
                 m["slot"].as_str().unwrap_or(""),
                 m["error"].as_str().unwrap_or("")
             ),
-            None => println!("model: none installed"),
+            None => println!(
+                "model: none installed\n  what to do: papilla-device install-model FILE.papilla"
+            ),
         }
+        let signer = model.as_ref().and_then(|m| m["signer"].as_str());
         println!(
-            "exams: {} completed, {} refused, {} failed; last {}",
-            s["exams"]["completed"],
-            s["exams"]["refused"],
-            s["exams"]["failed"],
-            s["exams"]["last_completed"].as_str().unwrap_or("never")
+            "trust: {} key{}{}; {}",
+            cfg.trust.keys.len(),
+            if cfg.trust.keys.len() == 1 { "" } else { "s" },
+            if cfg.trust.allow_unsigned { ", unsigned bundles allowed" } else { "" },
+            signer.map_or("the model is unsigned".to_owned(), |k| format!("model signed by {k}"))
         );
-        println!(
-            "free: {} MB at {}",
-            free_mb.map_or("?".into(), |m| m.to_string()),
-            cfg.root.display()
-        );
+        print!("{}", crate::status::human(&exams, storage.as_ref()));
+        println!("data: {}", cfg.root.display());
     }
     Ok(match &model {
         Some(m) if m["ok"] == true => EXIT_OK,
@@ -399,8 +410,22 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
     if let Some(n) = args.soak {
         return soak(args, &engine, n, opts, &scratch);
     }
-    let r =
-        crate::bench::run(&engine, &args.image, args.runs.max(1), args.threads, &opts, &scratch);
+    let runs = args.runs.max(1);
+    // A bar on a terminal only: piped, the table (or --json) is all that is printed.
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(runs as u64 + 1)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("exams [{bar:32}] {pos}/{len} (ETA {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let r = crate::bench::run(&engine, &args.image, runs, args.threads, &opts, &scratch, &|| {
+        bar.inc(1)
+    });
+    bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&scratch);
     let r = r.map_err(|e| Failure::new(EXIT_FAILED, e))?;
     if args.json {

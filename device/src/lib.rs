@@ -26,4 +26,5 @@ pub mod segment;
 pub mod service;
 pub mod slots;
 pub mod soak;
+pub mod status;
 pub mod store;

@@ -198,8 +198,20 @@ where
     fn record_failure(&mut self, source: String, outcome: Outcome) -> ExamEvent {
         let id = self.store.next_id();
         match &outcome {
-            Outcome::Refused(r) => tracing::warn!(id, source, reason = %r, "exam refused"),
-            Outcome::Failed(r) => tracing::error!(id, source, error = %r, "exam failed"),
+            // One line a person reads in journalctl, with the fields for machines after it.
+            Outcome::Refused(r) => tracing::warn!(
+                id,
+                source,
+                reason = %r,
+                "exam {id} ({source}) refused: {r}; take the photograph again"
+            ),
+            Outcome::Failed(r) => tracing::error!(
+                id,
+                source,
+                error = %r,
+                "exam {id} ({source}) failed: {r}; {}",
+                crate::status::advice(r)
+            ),
             Outcome::Completed => {}
         }
         let entry = IndexEntry {
@@ -278,14 +290,18 @@ where
         match self.store.commit(&record.index_entry(), &files) {
             Ok(dir) => {
                 record.findings.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
+                let ms = start.elapsed().as_secs_f64() * 1e3;
                 tracing::info!(
                     id = record.id,
                     source,
                     vcdr = format!("{:.3}", record.findings.vcdr),
                     refer = record.findings.refer,
                     dir = %dir.display(),
-                    ms = format!("{:.0}", start.elapsed().as_secs_f64() * 1e3),
-                    "exam stored"
+                    ms = format!("{ms:.0}"),
+                    "exam {} ({source}): vCDR {:.2}, {}; stored in {ms:.0} ms",
+                    record.id,
+                    record.findings.vcdr,
+                    if record.findings.refer { "REFER" } else { "not referred" }
                 );
                 ExamEvent {
                     id: record.id,

@@ -88,6 +88,18 @@ fn status_install_export_and_selftest_work_together() {
         (Some(1), Some(1)),
         "{v}"
     );
+    assert_eq!(v["exams"]["today"]["completed"], 1, "{v}");
+    assert_eq!(v["exams"]["last_error"]["source"], "b.jpg", "{v}");
+    assert!(v["storage"]["mb_per_exam"].as_f64().unwrap() > 0.0, "{v}");
+    // For a person: today's exams, storage in days, the last error and what to do.
+    let out = run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("exams today: 2 (1 completed, 0 refused, 1 failed)"), "{text}");
+    assert!(text.contains("trust: 0 keys, unsigned bundles allowed; "), "{text}");
+    assert!(text.contains(" MB an exam; about ") && text.contains("days at today's rate"), "{text}");
+    assert!(text.contains("last error: exam 2 at ") && text.contains("b.jpg: empty file"), "{text}");
+    assert!(text.contains("what to do: photograph"), "{text}");
 }
 
 #[test]

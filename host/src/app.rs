@@ -21,6 +21,8 @@ use crate::export::{CalibMethod, ExportError, ExportOptions, ExportReport};
 use crate::inference::{self, InferError};
 use crate::model::{UNetConfig, Upsampling};
 use crate::onnx::{ActType, Form, WeightScales};
+use crate::progress::{Bar, Progress};
+use crate::report::{self, ReportError};
 use crate::score::ScoreReport;
 use crate::training::{self, LossKind, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
 use papilla_shared::bundle::Verification;
@@ -64,6 +66,8 @@ pub enum AppError {
     },
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
     #[error("a worker thread panicked")]
     WorkerPanicked,
     #[error("evaluate needs --data: a bundle has no validation data, and this run held none out")]
@@ -72,14 +76,15 @@ pub enum AppError {
     DiscCentredNeedsBundle(PathBuf),
 }
 
-/// Loads several data folders, printing each folder's cleaning report to stderr.
+/// Loads several data folders, reporting each folder's cleaning report to `progress`.
 pub fn load_folders(
     dirs: &[PathBuf],
     rimone_split: &str,
     config: &PreprocessConfig,
     threads: usize,
+    progress: &dyn Progress,
 ) -> Result<Vec<Sample>, AppError> {
-    let loaded = load_folders_with(dirs, rimone_split, config, threads, &|_| ())?;
+    let loaded = load_folders_with(dirs, rimone_split, config, threads, &|_| (), progress)?;
     Ok(loaded.into_iter().map(|(s, ())| s).collect())
 }
 
@@ -90,12 +95,12 @@ fn load_folders_with<T: Send>(
     config: &PreprocessConfig,
     threads: usize,
     with_photo: &(dyn Fn(&image::RgbImage) -> T + Sync),
+    progress: &dyn Progress,
 ) -> Result<Vec<(Sample, T)>, AppError> {
     let mut all = Vec::new();
     for dir in dirs {
-        let (loaded, report): (Vec<(Sample, T)>, LoadReport) =
-            data::load_dir_with(dir, rimone_split, config, threads, with_photo)?;
-        eprintln!("{}: {}", dir.display(), report.summary());
+        let (loaded, _): (Vec<(Sample, T)>, LoadReport) =
+            data::load_dir_with(dir, rimone_split, config, threads, with_photo, progress)?;
         all.extend(loaded);
     }
     Ok(all)
@@ -163,7 +168,11 @@ fn loss_kind(arg: LossArg) -> LossKind {
 }
 
 /// `papilla train`.
-pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcome, AppError> {
+pub fn train(
+    args: &TrainArgs,
+    interrupt: Arc<AtomicBool>,
+    progress: &dyn Progress,
+) -> Result<TrainOutcome, AppError> {
     let compute = device_for(args.backend, args.threads)?;
     let config = if args.resume && args.out.join(training::CONFIG_FILE).is_file() {
         let mut c = training::load_config(&args.out)?;
@@ -205,21 +214,23 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainOutcom
     };
     let data: Vec<PathBuf> = config.data.iter().map(PathBuf::from).collect();
     let val: Vec<PathBuf> = config.val.iter().map(PathBuf::from).collect();
-    let samples = load_folders(&data, "train", &config.preprocess, args.threads)?;
+    let samples = load_folders(&data, "train", &config.preprocess, args.threads, progress)?;
     let (train_set, val_set) = if val.is_empty() {
         data::split_validation(samples, config.val_fraction, config.seed)
     } else {
-        (samples, load_folders(&val, "test", &config.preprocess, args.threads)?)
+        (samples, load_folders(&val, "test", &config.preprocess, args.threads, progress)?)
     };
-    eprintln!(
+    progress.note(&format!(
         "training on {} images, validating on {}, {}x{} px, {:.2} GFLOP per image forward",
         train_set.len(),
         val_set.len(),
         config.preprocess.width,
         config.preprocess.height,
         config.model.flops(config.preprocess.width as usize) / 1e9
-    );
-    Ok(training::train(&config, &train_set, &val_set, &args.out, &compute, args.resume, interrupt)?)
+    ));
+    let watch = training::Watch { interrupt: &interrupt, progress };
+    let (out, resume) = (&args.out, args.resume);
+    Ok(training::train(&config, &train_set, &val_set, out, &compute, resume, watch)?)
 }
 
 /// A `--model` that is a file is an exported bundle; a folder is a training run.
@@ -279,7 +290,11 @@ where
 
 /// A sample's photograph at its ground truth's size (the loader resized it the same way).
 fn photo_at_truth_size(s: &Sample) -> Result<image::RgbImage, AppError> {
-    let photo = inference::read_photo(&s.image_path)?;
+    // Unrotated, as the loader read it: the mask was drawn on the stored pixels.
+    let (photo, _) = data::read_image(&s.image_path).map_err(|reason| InferError::Image {
+        path: s.image_path.clone(),
+        reason,
+    })?;
     if photo.dimensions() == s.truth.dimensions() {
         return Ok(photo);
     }
@@ -292,6 +307,7 @@ fn photo_at_truth_size(s: &Sample) -> Result<image::RgbImage, AppError> {
 fn evaluate_bundle(
     args: &EvaluateArgs,
     dirs: &[PathBuf],
+    progress: &dyn Progress,
 ) -> Result<(ScoreReport, Vec<Sample>, Vec<papilla_shared::LabelMap>), AppError> {
     let engine = load_engine(&args.model, 1)?;
     let framing = Framing::from_disc_centred(args.disc_centred);
@@ -299,8 +315,8 @@ fn evaluate_bundle(
     // as only names, paths and ground truth are used from the samples.
     let segment = |photo: &image::RgbImage| engine.segment_framed(photo, framing).map(|s| s.mask);
     let split = args.rimone_split.name();
-    let loaded =
-        load_folders_with(dirs, split, &PreprocessConfig::square(16), args.threads, &segment)?;
+    let tiny = PreprocessConfig::square(16);
+    let loaded = load_folders_with(dirs, split, &tiny, args.threads, &segment, progress)?;
     let (mut samples, mut masks) = (Vec::new(), Vec::new());
     for (sample, mask) in loaded {
         masks.push(mask.map_err(InferError::from)?);
@@ -310,60 +326,120 @@ fn evaluate_bundle(
     Ok((report, samples, masks))
 }
 
-/// `papilla evaluate`: the report and, with `--report`, the overlays written.
-pub fn evaluate(args: &EvaluateArgs) -> Result<(ScoreReport, Vec<PathBuf>), AppError> {
-    if is_bundle(&args.model) {
+/// What `papilla evaluate` produced.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub report: ScoreReport,
+    /// With `--report`: the page and the worst cases' overlays.
+    pub page: Option<PathBuf>,
+    pub overlays: Vec<PathBuf>,
+}
+
+/// `papilla evaluate`: the report and, with `--report`, the page and overlays written.
+pub fn evaluate(args: &EvaluateArgs, progress: &dyn Progress) -> Result<Evaluation, AppError> {
+    // A bad --compare file fails before minutes of segmentation, not after.
+    let compare = args.compare.as_deref().map(report::read_compare).transpose()?;
+    let (report, samples, masks) = if is_bundle(&args.model) {
         if args.data.is_empty() {
             return Err(AppError::NoEvalData);
         }
-        let (report, samples, masks) = evaluate_bundle(args, &args.data)?;
-        let mut written = Vec::new();
-        if let Some(dir) = &args.report {
-            written = write_worst(&report, &samples, &masks, dir, args.worst)?;
-        }
-        return Ok((report, written));
-    }
+        evaluate_bundle(args, &args.data, progress)?
+    } else {
+        evaluate_run(args, progress)?
+    };
+    let Some(dir) = &args.report else {
+        return Ok(Evaluation { report, page: None, overlays: Vec::new() });
+    };
+    let (cases, overlays) = write_worst(&report, &samples, &masks, dir, args.worst, progress)?;
+    let data = if args.data.is_empty() {
+        vec!["the run's validation images".to_owned()]
+    } else {
+        args.data.iter().map(|d| d.display().to_string()).collect()
+    };
+    let page = report::Page {
+        report: &report,
+        model: args.model.display().to_string(),
+        data,
+        cases,
+        compare,
+    };
+    let page = report::write(dir, &page)?;
+    Ok(Evaluation { report, page: Some(page), overlays })
+}
+
+/// `papilla evaluate --model RUN_DIR`: the run's own road on its validation or `--data`.
+fn evaluate_run(
+    args: &EvaluateArgs,
+    progress: &dyn Progress,
+) -> Result<(ScoreReport, Vec<Sample>, Vec<papilla_shared::LabelMap>), AppError> {
     if args.disc_centred.is_some() {
         return Err(AppError::DiscCentredNeedsBundle(args.model.clone()));
     }
     let device = device_for(args.backend, args.threads)?.device;
     let run = inference::load_run(&args.model, &device)?;
     if run.config.preprocess.roi.is_some() {
-        eprintln!(
+        progress.note(
             "note: this run is a second stage; it is scored on crops around the TRUE disc (an \
-             upper bound). Score a bundle with its locator for real figures."
+             upper bound). Score a bundle with its locator for real figures.",
         );
     }
+    let (pre, threads) = (&run.config.preprocess, args.threads);
     let samples = if !args.data.is_empty() {
-        load_folders(&args.data, args.rimone_split.name(), &run.config.preprocess, args.threads)?
+        load_folders(&args.data, args.rimone_split.name(), pre, threads, progress)?
     } else if !run.config.val.is_empty() {
         let dirs: Vec<PathBuf> = run.config.val.iter().map(PathBuf::from).collect();
-        load_folders(&dirs, "test", &run.config.preprocess, args.threads)?
+        load_folders(&dirs, "test", pre, threads, progress)?
     } else {
         // The run held out a seeded share of its training data: the same split again.
         let dirs: Vec<PathBuf> = run.config.data.iter().map(PathBuf::from).collect();
-        let all = load_folders(&dirs, "train", &run.config.preprocess, args.threads)?;
+        let all = load_folders(&dirs, "train", pre, threads, progress)?;
         let (_, held_out) = data::split_validation(all, run.config.val_fraction, run.config.seed);
         if held_out.is_empty() {
             return Err(AppError::NoEvalData);
         }
         held_out
     };
+    progress.begin(Bar::Main, "segmenting", 0);
     let (report, masks) = inference::evaluate(&run, &samples, args.referral_threshold)?;
-    let mut written = Vec::new();
-    if let Some(dir) = &args.report {
-        written = write_worst(&report, &samples, &masks, dir, args.worst)?;
-    }
-    Ok((report, written))
+    progress.end(Bar::Main, None);
+    Ok((report, samples, masks))
 }
 
+/// The square around the disc (truth and prediction) with room around it, inside the image;
+/// the whole image when neither has a disc.
+fn disc_square(
+    a: &papilla_shared::LabelMap,
+    b: &papilla_shared::LabelMap,
+) -> (u32, u32, u32, u32) {
+    let (w, h) = a.dimensions();
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for m in [a, b] {
+        for y in 0..h {
+            for x in 0..w {
+                if m.get(x, y).is_disc() {
+                    (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+                }
+            }
+        }
+    }
+    if x0 > x1 {
+        return (0, 0, w, h);
+    }
+    let side = (((x1 - x0).max(y1 - y0) + 1) as f64 * 1.6).ceil() as u32;
+    let side = side.max(32).min(w.min(h));
+    let centre = |lo: u32, hi: u32, size: u32| ((lo + hi) / 2).saturating_sub(side / 2).min(size - side);
+    (centre(x0, x1, w), centre(y0, y1, h), side, side)
+}
+
+/// The `worst` cases (lowest cup Dice) as overlays cropped around the disc, in `dir`.
 fn write_worst(
     report: &ScoreReport,
     samples: &[Sample],
     masks: &[papilla_shared::LabelMap],
     dir: &Path,
     worst: usize,
-) -> Result<Vec<PathBuf>, AppError> {
+    progress: &dyn Progress,
+) -> Result<(Vec<report::Case>, Vec<PathBuf>), AppError> {
     std::fs::create_dir_all(dir).map_err(|source| AppError::Io {
         path: dir.to_owned(),
         what: "cannot create",
@@ -373,11 +449,15 @@ fn write_worst(
     order.sort_by(|&a, &b| {
         report.images[a].scores.cup_dice.total_cmp(&report.images[b].scores.cup_dice)
     });
-    let mut written = Vec::new();
-    for &i in order.iter().take(worst) {
+    let n = worst.min(order.len());
+    progress.begin(Bar::Main, "worst cases", n as u64);
+    let (mut cases, mut written) = (Vec::new(), Vec::new());
+    for &i in order.iter().take(n) {
         let s = &samples[i];
         let photo = photo_at_truth_size(s)?;
         let img = papilla_shared::overlay::overlay(&photo, &masks[i], Some(&s.truth), 0);
+        let (x, y, w, h) = disc_square(&masks[i], &s.truth);
+        let img = image::imageops::crop_imm(&img, x, y, w, h).to_image();
         let sc = &report.images[i].scores;
         let name = format!(
             "{:02}_{}_cup{:.3}_disc{:.3}.png",
@@ -386,15 +466,18 @@ fn write_worst(
             sc.cup_dice,
             sc.disc_dice
         );
-        let path = dir.join(name);
+        let path = dir.join(&name);
         img.save(&path).map_err(|source| InferError::Write { path: path.clone(), source })?;
+        cases.push(report::Case { file: name, image: i });
         written.push(path);
+        progress.advance(Bar::Main, 1);
     }
-    Ok(written)
+    progress.end(Bar::Main, None);
+    Ok((cases, written))
 }
 
 /// `papilla predict`: the BMPs written (and the zip, when asked).
-pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
+pub fn predict(args: &PredictArgs, progress: &dyn Progress) -> Result<Vec<PathBuf>, AppError> {
     // Either road yields one mask per photograph, in order; writing is shared.
     let photos;
     let run;
@@ -403,9 +486,13 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
         let engine = load_engine(&args.model, 1)?;
         photos = inference::list_photos(&args.input)?;
         let framing = Framing::from_disc_centred(args.disc_centred);
+        progress.begin(Bar::Main, "segmenting", photos.len() as u64);
         let all = segment_all(&engine, &photos, framing, args.threads, |p| {
-            Ok(inference::read_photo(p)?)
+            let photo = inference::read_photo(p)?;
+            progress.advance(Bar::Main, 1);
+            Ok(photo)
         })?;
+        progress.end(Bar::Main, None);
         masks = Box::new(all.into_iter().map(Ok));
     } else {
         if args.disc_centred.is_some() {
@@ -426,12 +513,15 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<PathBuf>, AppError> {
         source,
     })?;
     let mut written = Vec::with_capacity(photos.len());
-    for (i, (photo, mask)) in photos.iter().zip(masks).enumerate() {
+    // The run road segments as it writes; the bundle's has segmented already.
+    progress.begin(Bar::Main, "writing masks", photos.len() as u64);
+    for (photo, mask) in photos.iter().zip(masks) {
         let path = args.out.join(format!("{}.bmp", data::stem(photo)));
         inference::write_mask_bmp(&mask?, &path)?;
-        eprintln!("[{}/{}] {}", i + 1, photos.len(), path.display());
+        progress.advance(Bar::Main, 1);
         written.push(path);
     }
+    progress.end(Bar::Main, None);
     if let Some(zip_path) = &args.zip {
         write_zip(zip_path, &written)?;
     }
@@ -468,7 +558,7 @@ fn write_zip(path: &Path, files: &[PathBuf]) -> Result<(), AppError> {
 }
 
 /// `papilla synth`: the number of photographs written.
-pub fn synth(args: &SynthArgs) -> Result<u64, AppError> {
+pub fn synth(args: &SynthArgs, progress: &dyn Progress) -> Result<u64, AppError> {
     use papilla_shared::synth::{SynthParams, generate};
     let images = args.out.join(data::GAMMA_IMAGES);
     let masks = args.out.join(data::GAMMA_MASKS[0]);
@@ -479,7 +569,9 @@ pub fn synth(args: &SynthArgs) -> Result<u64, AppError> {
             source,
         })?;
     }
+    progress.begin(Bar::Main, "synthesising", args.count);
     for i in 0..args.count {
+        progress.advance(Bar::Main, 1);
         let mut p = SynthParams::random(args.size, args.size, args.seed + i);
         if let Some(d) = args.disc {
             p.disc_diameter = d * args.size as f32;
@@ -490,11 +582,12 @@ pub fn synth(args: &SynthArgs) -> Result<u64, AppError> {
         s.image.save(&photo).map_err(|source| InferError::Write { path: photo.clone(), source })?;
         inference::write_mask_bmp(&s.labels, &masks.join(format!("{id}.bmp")))?;
     }
+    progress.end(Bar::Main, None);
     Ok(args.count)
 }
 
 /// `papilla export`.
-pub fn export(args: &ExportArgs) -> Result<ExportReport, AppError> {
+pub fn export(args: &ExportArgs, progress: &dyn Progress) -> Result<ExportReport, AppError> {
     let options = ExportOptions {
         checkpoint: args.checkpoint.clone(),
         locator: args.locator.clone(),
@@ -534,7 +627,7 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport, AppError> {
         selftest_image: args.selftest_image.clone(),
         threads: args.threads,
     };
-    Ok(crate::export::export(&options)?)
+    Ok(crate::export::export(&options, progress)?)
 }
 
 /// `papilla check-backend`: one training step on the chosen backend against flex.

@@ -278,9 +278,16 @@ pub struct EvaluateArgs {
     /// The vCDR at and above which an eye is referred, for the referral table.
     #[arg(long, value_name = "VCDR", default_value_t = crate::score::DEFAULT_REFERRAL_VCDR)]
     pub referral_threshold: f64,
-    /// Write overlays of the worst cases (lowest cup Dice) as PNGs into this folder.
+    /// Write a report to look at into this folder: `index.html` (self-contained: summary with
+    /// medians, referral and AUC, error by true vCDR, plots of the vCDR against the truth,
+    /// Bland-Altman and Dice histograms, the --worst cases as overlays), report.json and
+    /// images.csv.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Put a second model's figures beside these in the report: its `evaluate --json` output
+    /// or a report's report.json (needs --report).
+    #[arg(long, value_name = "OTHER.json", requires = "report")]
+    pub compare: Option<PathBuf>,
     /// Which official split a RIM-ONE DL root in --data means.
     #[arg(long, value_enum, default_value_t = SplitArg::Test)]
     pub rimone_split: SplitArg,

@@ -11,6 +11,8 @@ use papilla_shared::preprocess::{Geometry, PreprocessConfig, Rect, Resized, mirr
 use papilla_shared::synth::SplitMix64;
 use thiserror::Error;
 
+use crate::progress::{Bar, Progress, Silent};
+
 /// Folder names of the GAMMA task-3 layout.
 pub const GAMMA_IMAGES: &str = "fundus color images";
 pub const GAMMA_MASKS: [&str; 2] = ["Disc_Cup_Masks", "Disc_Cup_Mask"];
@@ -286,6 +288,33 @@ pub fn read_image(path: &Path) -> Result<(RgbImage, Option<String>), String> {
         return Err("not a recognised image format".into());
     }
     let img = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
+    to_rgb(img)
+}
+
+/// [`read_image`] with the EXIF orientation applied, as the camera's decoder does: a
+/// photograph to segment, with no mask drawn on its stored pixels.
+pub fn read_photo_oriented(path: &Path) -> Result<(RgbImage, Option<String>), String> {
+    use image::ImageDecoder;
+    let mut reader = ImageReader::open(path)
+        .map_err(|e| format!("cannot open: {e}"))?
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(1 << 30);
+    reader.limits(limits);
+    if reader.format().is_none() {
+        return Err("not a recognised image format".into());
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
+    let orientation = decoder.orientation().map_err(|e| format!("cannot read EXIF: {e}"))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    img.apply_orientation(orientation);
+    to_rgb(img)
+}
+
+fn to_rgb(img: DynamicImage) -> Result<(RgbImage, Option<String>), String> {
     if img.width() == 0 || img.height() == 0 {
         return Err("the image is empty".into());
     }
@@ -447,24 +476,15 @@ fn mirrored_square(
     (canvas, labels, scored)
 }
 
-/// Loads every pair on `threads` threads; failures become reported skips.
-pub fn load_all(
-    pairs: &[Pair],
-    prefix: &str,
-    config: &PreprocessConfig,
-    threads: usize,
-) -> (Vec<Sample>, LoadReport) {
-    let (loaded, report) = load_all_with(pairs, prefix, config, threads, &|_| ());
-    (loaded.into_iter().map(|(s, ())| s).collect(), report)
-}
-
-/// [`load_all`] with [`load_pair_with`]'s `with_photo`, run on the loading threads.
+/// Loads every pair on `threads` threads, handing each photograph to `with_photo` on its
+/// loading thread; failures become reported skips.
 pub fn load_all_with<T: Send>(
     pairs: &[Pair],
     prefix: &str,
     config: &PreprocessConfig,
     threads: usize,
     with_photo: &(dyn Fn(&RgbImage) -> T + Sync),
+    progress: &dyn Progress,
 ) -> (Vec<(Sample, T)>, LoadReport) {
     let threads = threads.clamp(1, 64);
     let chunk = pairs.len().div_ceil(threads).max(1);
@@ -475,7 +495,11 @@ pub fn load_all_with<T: Send>(
             .map(|part| {
                 let h = s.spawn(move || {
                     part.iter()
-                        .map(|p| load_pair_with(p, prefix, config, with_photo))
+                        .map(|p| {
+                            let loaded = load_pair_with(p, prefix, config, with_photo);
+                            progress.advance(Bar::Main, 1);
+                            loaded
+                        })
                         .collect::<Vec<_>>()
                 });
                 (part, h)
@@ -515,7 +539,7 @@ pub fn load_dir(
     config: &PreprocessConfig,
     threads: usize,
 ) -> Result<(Vec<Sample>, LoadReport), DataError> {
-    let (loaded, report) = load_dir_with(dir, rimone_split, config, threads, &|_| ())?;
+    let (loaded, report) = load_dir_with(dir, rimone_split, config, threads, &|_| (), &Silent)?;
     Ok((loaded.into_iter().map(|(s, ())| s).collect(), report))
 }
 
@@ -526,11 +550,15 @@ pub fn load_dir_with<T: Send>(
     config: &PreprocessConfig,
     threads: usize,
     with_photo: &(dyn Fn(&RgbImage) -> T + Sync),
+    progress: &dyn Progress,
 ) -> Result<(Vec<(Sample, T)>, LoadReport), DataError> {
     let (pairs, skips) = scan(dir, rimone_split)?;
     let prefix = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let (samples, mut report) = load_all_with(&pairs, &prefix, config, threads, with_photo);
+    progress.begin(Bar::Main, &dir.display().to_string(), pairs.len() as u64);
+    let (samples, mut report) =
+        load_all_with(&pairs, &prefix, config, threads, with_photo, progress);
     report.skipped.splice(0..0, skips);
+    progress.end(Bar::Main, Some(&format!("{}: {}", dir.display(), report.summary())));
     if samples.is_empty() {
         return Err(DataError::Empty { dir: dir.to_owned(), skipped: report.skipped.len() });
     }

@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::inference::{self, InferError};
 use crate::model::UNetLayers;
 use crate::onnx::{self, ActType, Form, GraphOptions, Ranges, WeightScales};
+use crate::progress::{Bar, Progress};
 use crate::training::{self, STATE_FILE, TrainingConfig};
 
 #[derive(Debug, Error)]
@@ -189,6 +190,7 @@ pub fn calibrate(
     inputs: &[Tensor4],
     method: CalibMethod,
     threads: usize,
+    progress: &dyn Progress,
 ) -> Result<Ranges, ExportError> {
     let names = onnx::calibration_tensors(layers);
     let mut per_image: Vec<Vec<(f32, f32)>> = vec![Vec::new(); names.len()];
@@ -199,6 +201,7 @@ pub fn calibrate(
             graph = Some(Graph::load(graph_f32_with_outputs, input.shape, "calibration")?);
         }
         let outs = graph.as_ref().expect("loaded above").run(input, &exec, "calibration")?;
+        progress.advance(Bar::Main, 1);
         // Output 0 is the logits, then `calibration_tensors` after the input (read directly).
         for (i, _) in names.iter().enumerate() {
             let data: &[f32] = if i == 0 { &input.data } else { &outs[i].data };
@@ -285,7 +288,7 @@ fn engine_of(
 }
 
 /// `papilla export`.
-pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
+pub fn export(o: &ExportOptions, progress: &dyn Progress) -> Result<ExportReport, ExportError> {
     if let Some(p) = o.disc_centred_pad.filter(|p| !runtime::DISC_CENTRED_PADS.contains(p)) {
         return Err(ExportError::DiscCentredPad(p));
     }
@@ -331,8 +334,12 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
                 engine_of(&sources, f32_graphs, Precision::F32, o.shape_fit, o.tta, o.threads)?;
             let mut graphs = Vec::new();
             for s in &sources {
+                // Finding the crops, then running the f32 graph on them: two steps a photograph.
+                let label = format!("calibrating {:?}", s.role).to_lowercase();
+                progress.begin(Bar::Main, &label, 2 * photos.len() as u64);
                 let mut inputs = Vec::with_capacity(photos.len());
                 for p in &photos {
+                    progress.advance(Bar::Main, 1);
                     let roi = match s.role {
                         StageRole::Locator => None,
                         StageRole::Segmenter => f32_engine.segment(p)?.roi,
@@ -344,7 +351,9 @@ pub fn export(o: &ExportOptions) -> Result<ExportReport, ExportError> {
                 }
                 let with_outputs =
                     graph_bytes(s, Form::F32, (o.weights, o.activations), None, true)?;
-                let ranges = calibrate(&s.layers, &with_outputs, &inputs, o.method, o.threads)?;
+                let ranges =
+                    calibrate(&s.layers, &with_outputs, &inputs, o.method, o.threads, progress)?;
+                progress.end(Bar::Main, None);
                 graphs.push(graph_bytes(
                     s,
                     form,

@@ -11,7 +11,7 @@ use papilla_shared::postprocess::{OutputSpec, postprocess};
 use papilla_shared::preprocess::preprocess;
 use thiserror::Error;
 
-use crate::data::{Sample, read_image};
+use crate::data::Sample;
 use crate::model::UNet;
 use crate::score::{ScoreReport, ScoredImage};
 use crate::training::{self, BEST_MODEL, LAST_MODEL, TrainError, TrainingConfig};
@@ -144,9 +144,10 @@ pub fn list_photos(dir: &Path) -> Result<Vec<PathBuf>, InferError> {
     Ok(photos)
 }
 
-/// Reads a photograph for inference, naming the file in errors.
+/// Reads a photograph for inference (EXIF orientation applied, as on the camera), naming the
+/// file in errors.
 pub fn read_photo(path: &Path) -> Result<RgbImage, InferError> {
-    read_image(path)
+    crate::data::read_photo_oriented(path)
         .map(|(img, _)| img)
         .map_err(|reason| InferError::Image { path: path.to_owned(), reason })
 }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod augment;
 pub mod backend;
+pub mod charts;
 pub mod cli;
 pub mod data;
 pub mod export;
@@ -12,5 +13,7 @@ pub mod masks;
 pub mod model;
 pub mod onnx;
 pub mod plot;
+pub mod progress;
+pub mod report;
 pub mod score;
 pub mod training;

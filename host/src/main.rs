@@ -12,6 +12,8 @@ use papilla_host::cli::{
 };
 use papilla_host::score::ScoreReport;
 
+mod draw;
+
 /// Exit codes: 0 success, 1 error, 130 interrupted (a usable checkpoint was saved).
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -73,7 +75,7 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         eprintln!("\npapilla: interrupted: saving a checkpoint (Ctrl-C again to abandon)");
     })
     .context("cannot install the Ctrl-C handler")?;
-    let outcome = papilla_host::app::train(&args, interrupt)?;
+    let outcome = papilla_host::app::train(&args, interrupt, &*draw::stderr())?;
     let s = &outcome.state;
     if outcome.interrupted {
         eprintln!(
@@ -97,16 +99,16 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
-    let (report, overlays) = papilla_host::app::evaluate(&args)?;
-    print_report(&report, args.json, args.csv.as_deref())?;
-    for p in overlays {
-        eprintln!("overlay: {}", p.display());
+    let evaluation = papilla_host::app::evaluate(&args, &*draw::stderr())?;
+    print_report(&evaluation.report, args.json, args.csv.as_deref())?;
+    if let Some(page) = &evaluation.page {
+        eprintln!("report: {} ({} worst cases)", page.display(), evaluation.overlays.len());
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
-    let written = papilla_host::app::predict(&args)?;
+    let written = papilla_host::app::predict(&args, &*draw::stderr())?;
     println!("{} masks written to {}", written.len(), args.out.display());
     if let Some(zip) = &args.zip {
         println!("submission: {}", zip.display());
@@ -115,13 +117,13 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
-    let n = papilla_host::app::synth(&args)?;
+    let n = papilla_host::app::synth(&args, &*draw::stderr())?;
     println!("{n} synthetic photographs with masks in {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let r = papilla_host::app::export(&args)?;
+    let r = papilla_host::app::export(&args, &*draw::stderr())?;
     println!(
         "{}: {:?}, {} bytes{}, self-test agreement {:.4}{}",
         r.bundle.display(),

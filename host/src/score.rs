@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use papilla_shared::labels::MaskRole;
 use papilla_shared::metrics::{self, ImageScores, Summary};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
 use crate::data::stem;
@@ -42,13 +42,13 @@ pub enum ScoreError {
 pub const DEFAULT_REFERRAL_VCDR: f64 = 0.6;
 
 /// The scores of one image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoredImage {
     /// File stem shared by the prediction and the ground truth.
     pub name: String,
     /// The eye's diagnosis where the data set gives one (RIM-ONE DL's folders, REFUGE's
     /// g*/n* names).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glaucoma: Option<bool>,
     #[serde(flatten)]
     pub scores: ImageScores,
@@ -59,7 +59,7 @@ pub struct ScoredImage {
 }
 
 /// A scored submission.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoreReport {
     #[serde(flatten)]
     pub summary: Summary,
@@ -78,12 +78,13 @@ pub struct ScoreReport {
     pub glaucoma_eyes: Option<[usize; 2]>,
     pub images: Vec<ScoredImage>,
     /// Predictions without a ground truth (ignored).
+    #[serde(default)]
     pub extra_predictions: Vec<String>,
 }
 
 /// Referral at `threshold`: an eye is referred when its predicted vCDR is at or above it, and
 /// should be when its true vCDR is.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Referral {
     pub threshold: f64,
     /// Eyes whose true vCDR is at or above the threshold.
@@ -102,15 +103,22 @@ pub struct Referral {
 }
 
 /// The images whose true vCDR lies in `[lo, hi)`.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct VcdrBin {
     pub lo: f64,
+    /// Infinite for the last bin (`null` in JSON).
+    #[serde(deserialize_with = "null_is_infinite")]
     pub hi: f64,
     pub n: usize,
     /// Mean of predicted minus true vCDR: negative when cups come out too small.
     pub signed_error: f64,
     pub abs_error: f64,
     pub cup_dice: f64,
+}
+
+/// JSON has no infinity: serde_json writes it as `null`.
+fn null_is_infinite<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 /// Bounds of [`vcdr_bins`]: small cups, the 0.1 steps where screening decides, large cups.

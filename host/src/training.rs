@@ -2,9 +2,8 @@
 //! REFUGE metrics every epoch, checkpoints, resume, `metrics.csv`, a PNG of the curves, and a
 //! usable checkpoint on Ctrl-C.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -26,6 +25,7 @@ use crate::backend::{Compute, Hardware};
 use crate::data::{Sample, shuffle};
 use crate::model::{UNet, UNetConfig};
 use crate::plot;
+use crate::progress::{Bar, Progress, fmt_duration};
 
 /// File names inside a run directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -208,6 +208,8 @@ pub enum TrainError {
     Diverged(f64, usize),
     #[error(transparent)]
     Postprocess(#[from] papilla_shared::PostprocessError),
+    #[error(transparent)]
+    Curves(#[from] plot::CurvesError),
 }
 
 fn io_err(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> TrainError {
@@ -355,13 +357,20 @@ pub fn validate(
     samples: &[Sample],
     config: &TrainingConfig,
     device: &Device,
+    progress: &dyn Progress,
 ) -> Result<Vec<ImageScores>, TrainError> {
-    let masks = predict_masks(model, samples, &config.preprocess, config.batch_size, device)?;
-    Ok(samples
-        .iter()
-        .zip(&masks)
-        .map(|(s, m)| metrics::score(m, &s.truth).expect("geometry maps back to the truth's size"))
-        .collect())
+    progress.begin(Bar::Nested, "validation", samples.len() as u64);
+    let mut scores = Vec::with_capacity(samples.len());
+    // A few batches at a time, so the nested bar moves.
+    for part in samples.chunks(config.batch_size.max(1) * 4) {
+        let masks = predict_masks(model, part, &config.preprocess, config.batch_size, device)?;
+        scores.extend(part.iter().zip(&masks).map(|(s, m)| {
+            metrics::score(m, &s.truth).expect("geometry maps back to the truth's size")
+        }));
+        progress.advance(Bar::Nested, part.len() as u64);
+    }
+    progress.end(Bar::Nested, None);
+    Ok(scores)
 }
 
 /// Selection score of a validation summary (higher is better).
@@ -484,8 +493,23 @@ pub fn read_metrics(path: &Path) -> Vec<EpochMetrics> {
         .collect()
 }
 
+/// How the caller follows and stops a training run.
+#[derive(Clone, Copy)]
+pub struct Watch<'a> {
+    /// Turns true to stop cleanly, with a usable last checkpoint.
+    pub interrupt: &'a AtomicBool,
+    /// Receives the epochs, batches and validations.
+    pub progress: &'a dyn Progress,
+}
+
+impl std::fmt::Debug for Watch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").field("interrupt", &self.interrupt).finish_non_exhaustive()
+    }
+}
+
 /// Trains (or resumes) a run in `out`. `compute` holds the training device (autodiff is
-/// added here) and what it is, recorded in `state.json`. Stops cleanly, with a usable last checkpoint, when `interrupt` turns true.
+/// added here) and what it is, recorded in `state.json`. Stops cleanly, with a usable last checkpoint, when `watch.interrupt` turns true.
 pub fn train(
     config: &TrainingConfig,
     train_set: &[Sample],
@@ -493,8 +517,9 @@ pub fn train(
     out: &Path,
     compute: &Compute,
     resume: bool,
-    interrupt: Arc<AtomicBool>,
+    watch: Watch<'_>,
 ) -> Result<TrainOutcome, TrainError> {
+    let Watch { interrupt, progress } = watch;
     if train_set.is_empty() {
         return Err(TrainError::NoTrainingData);
     }
@@ -535,15 +560,14 @@ pub fn train(
     let draw = epoch_indices(&true_vcdr(train_set), config);
     if config.large_cup_repeat > 1 {
         let large = (draw.len() - train_set.len()) / (config.large_cup_repeat - 1);
-        eprintln!(
+        progress.note(&format!(
             "large cups (true vCDR >= {}): {large} of {} eyes, drawn {} times an epoch",
             config.large_cup_vcdr,
             train_set.len(),
             config.large_cup_repeat
-        );
+        ));
     }
     let steps_per_epoch = draw.len().div_ceil(config.batch_size.max(1));
-    let tty = std::io::stderr().is_terminal();
     let classes = config.model.num_classes;
     let run_start = Instant::now();
     let wall_before = state.wall_time_s;
@@ -557,8 +581,11 @@ pub fn train(
         let started = Instant::now();
         let (mut loss_sum, mut seen) = (0f64, 0usize);
         let mut lr = config.lr_at(state.step, steps_per_epoch);
+        let label = format!("epoch {epoch}/{}", config.epochs);
+        progress.begin(Bar::Main, &label, steps_per_epoch as u64);
         for (b, batch) in order.chunks(config.batch_size.max(1)).enumerate() {
             if interrupt.load(Ordering::SeqCst) {
+                progress.end(Bar::Main, None);
                 return finish_interrupted(&model, &optim, out, state, history);
             }
             let augmented: Vec<_> = batch
@@ -592,28 +619,21 @@ pub fn train(
             let ips = seen as f64 / elapsed.max(1e-9);
             let left = (steps_per_epoch - b - 1) as f64 * batch.len() as f64 / ips.max(1e-9)
                 + (config.epochs - epoch) as f64 * draw.len() as f64 / ips.max(1e-9);
-            let every = (steps_per_epoch / 10).max(1);
-            if tty || (b + 1) % every == 0 || b + 1 == steps_per_epoch {
-                let line = format!(
-                    "epoch {epoch}/{} [{}/{steps_per_epoch}] loss {:.4} lr {lr:.2e} {ips:.2} img/s ETA {}",
-                    config.epochs,
-                    b + 1,
-                    loss_sum / seen as f64,
-                    fmt_duration(left)
-                );
-                if tty {
-                    eprint!("\r{line:<100}");
-                } else {
-                    eprintln!("{line}");
-                }
-            }
-        }
-        if tty {
-            eprintln!();
+            let status = format!(
+                "loss {:.4} lr {lr:.2e} {ips:.2} img/s, run ETA {}",
+                loss_sum / seen as f64,
+                fmt_duration(left)
+            );
+            progress.event(crate::progress::Event::Advance {
+                bar: Bar::Main,
+                n: 1,
+                status: Some(&status),
+            });
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let valid = model.valid();
-        let summary = metrics::summarize(&validate(&valid, val_set, config, &eval_device)?);
+        let summary =
+            metrics::summarize(&validate(&valid, val_set, config, &eval_device, progress)?);
         let score = selection_score(&summary);
         let m = EpochMetrics {
             epoch,
@@ -626,9 +646,12 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
             images_per_s: seen as f64 / train_seconds.max(1e-9),
         };
-        eprintln!(
-            "epoch {epoch}: loss {:.4}  val Dice disc {:.4} cup {:.4} vCDR MAE {:.4} ({} images)",
-            m.train_loss, summary.disc_dice, summary.cup_dice, summary.vcdr_mae, summary.n
+        progress.end(
+            Bar::Main,
+            Some(&format!(
+                "epoch {epoch}: loss {:.4}  val Dice disc {:.4} cup {:.4} vCDR MAE {:.4} ({} images)",
+                m.train_loss, summary.disc_dice, summary.cup_dice, summary.vcdr_mae, summary.n
+            )),
         );
         state.epoch = epoch;
         state.wall_time_s = wall_before + run_start.elapsed().as_secs_f64();
@@ -644,10 +667,7 @@ pub fn train(
         save_checkpoint(&model, &optim, out, &state)?;
         append_metrics(&out.join(METRICS_FILE), &m)?;
         history.push(m);
-        plot::write_curves(&history, &out.join(PLOT_FILE)).map_err(|e| TrainError::Checkpoint {
-            path: out.join(PLOT_FILE),
-            message: e.to_string(),
-        })?;
+        plot::write_curves(&history, &out.join(PLOT_FILE))?;
     }
     Ok(TrainOutcome { state, history, interrupted: false })
 }
@@ -681,15 +701,6 @@ fn finish_interrupted(
     // and `state.epoch` still counts only completed epochs, so --resume repeats this epoch.
     save_checkpoint(model, optim, out, &state)?;
     Ok(TrainOutcome { state, history, interrupted: true })
-}
-
-fn fmt_duration(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,45 @@ pub fn ok(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The DOM of `page` after headless Chromium loaded it (its scripts run), or `None` with a
+/// message when Chromium is not installed. CI sets `PAPILLA_REQUIRE_CHROMIUM` (and installs
+/// the Debian package), so there a missing browser fails the test instead.
+pub fn render_dom(page: &Path) -> Option<String> {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("PAPILLA_REQUIRE_CHROMIUM").is_none(),
+            "PAPILLA_REQUIRE_CHROMIUM is set but Chromium is not installed (apt-get install chromium)"
+        );
+        eprintln!("skipped: the browser check of {} (no Chromium here)", page.display());
+        return None;
+    };
+    let profile = tempfile::tempdir().expect("a temporary profile");
+    // The flags of a closed network: no background connections that would be refused.
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.canonicalize().expect("the page exists").display()))
+        .output()
+        .expect("runs chromium");
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// `papilla train` flags of a test-sized run: a depth-2, 8-channel UNet at 64 px that learns
 /// the large synthetic discs of [`gamma_folder`] in a few epochs.
 pub const TINY_RUN: [&str; 17] = [

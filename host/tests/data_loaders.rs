@@ -163,3 +163,40 @@ fn a_disc_centred_crop_is_mirrored_outwards_to_the_segmenters_context() {
     let (_, report) = load_dir(&dir, "train", &narrow, 1).unwrap();
     assert!(report.mirrored.is_empty());
 }
+
+/// An EXIF APP1 payload: a little-endian TIFF header and IFD0 with Orientation only.
+fn exif_orientation(orientation: u16) -> Vec<u8> {
+    let mut b = b"Exif\0\0II*\0".to_vec();
+    b.extend_from_slice(&8u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&0x0112u16.to_le_bytes());
+    b.extend_from_slice(&3u16.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&orientation.to_le_bytes());
+    b.extend_from_slice(&[0, 0]);
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_photograph_to_segment_is_turned_as_its_exif_says_as_on_the_camera() {
+    let img = image::RgbImage::from_fn(40, 20, |x, y| image::Rgb([(x * 6) as u8, (y * 12) as u8, 0]));
+    let dir = tempfile::tempdir().unwrap();
+    for (orientation, size, bright) in
+        [(1, (40, 20), (39, 19)), (3, (40, 20), (0, 0)), (6, (20, 40), (0, 39)), (8, (20, 40), (19, 0))]
+    {
+        let mut bytes = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut bytes, 90);
+        enc.add_app_segment(1, exif_orientation(orientation)).unwrap();
+        enc.encode(img.as_raw(), 40, 20, jpeg_encoder::ColorType::Rgb).unwrap();
+        let path = dir.path().join(format!("o{orientation}.jpg"));
+        std::fs::write(&path, &bytes).unwrap();
+        let photo = papilla_host::inference::read_photo(&path).unwrap();
+        assert_eq!(photo.dimensions(), size, "orientation {orientation}");
+        let p = photo.get_pixel(bright.0, bright.1).0;
+        assert!(p[0] > 200 && p[1] > 180, "orientation {orientation}: {p:?} at {bright:?}");
+        // Training data keeps the stored pixels: its mask was drawn on them.
+        let (stored, _) = papilla_host::data::read_image(&path).unwrap();
+        assert_eq!(stored.dimensions(), (40, 20), "orientation {orientation}");
+    }
+}

@@ -21,6 +21,11 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     ok(&out);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("24 samples loaded"), "{log}");
+    // Piped, progress is plain lines: no carriage returns or escape codes, a line every tenth
+    // of an epoch (5 batches here) and the epoch's summary.
+    assert!(!log.contains('\r') && !log.contains('\u{1b}'), "{log:?}");
+    assert!(log.contains("epoch 8/8 [5/5] loss "), "{log}");
+    assert!(log.contains("epoch 8: loss "), "{log}");
     for f in [
         "config.json",
         "state.json",
@@ -71,7 +76,45 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     assert!(v["disc_dice"].as_f64().unwrap() >= 0.9, "{v}");
     assert!(v["cup_dice"].as_f64().unwrap() > 0.3, "{v}");
     assert!(v["vcdr_mae"].as_f64().unwrap() < 0.3, "{v}");
-    assert_eq!(std::fs::read_dir(&report_dir).unwrap().count(), 2);
+    let mut files: Vec<String> = std::fs::read_dir(&report_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 9, "page, json, csv, 4 plots, 2 overlays: {files:?}");
+    for f in ["index.html", "report.json", "images.csv", "vcdr_scatter.png"] {
+        assert!(files.contains(&f.to_owned()), "{f}: {files:?}");
+    }
+    assert!(files[0].starts_with("01_") && files[1].starts_with("02_"), "{files:?}");
+    // The page, as a browser renders it: every image decoded, the tables there.
+    if let Some(dom) = crate::common::render_dom(&report_dir.join("index.html")) {
+        assert!(dom.contains("data-images-total=\"6\""), "{dom}");
+        assert!(dom.contains("data-images-loaded=\"6\""), "an image did not load: {dom}");
+        for id in ["summary", "referral", "bins"] {
+            assert!(dom.contains(&format!("<table id=\"{id}\">")), "{id}: {dom}");
+        }
+    }
+    // A release is a comparison: the same model against its own report.
+    let compare_dir = root.path().join("compare");
+    let out = papilla(&[
+        "evaluate",
+        "--model",
+        run_s,
+        "--data",
+        test_s,
+        "--report",
+        compare_dir.to_str().unwrap(),
+        "--compare",
+        report_dir.join("report.json").to_str().unwrap(),
+    ]);
+    let table = ok(&out);
+    assert!(table.contains("Dice disc"), "the table on stdout without --json: {table}");
+    let page = std::fs::read_to_string(compare_dir.join("index.html")).unwrap();
+    assert!(page.contains("compared with <b>report</b>"), "{page}");
+    let bad = papilla(&["evaluate", "--model", run_s, "--data", test_s, "--report",
+        compare_dir.to_str().unwrap(), "--compare", test_s]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains(test_s), "{err}");
 
     // Predict writes a submission whose score matches evaluate.
     let sub = root.path().join("sub");

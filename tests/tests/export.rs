@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::Parser;
 use papilla_host::cli::{Cli, Command as Cmd};
+use papilla_host::progress::Silent;
 use papilla_shared::bundle::{Bundle, Verification};
 use papilla_shared::preprocess::{Tensor4, preprocess};
 use papilla_shared::runtime::{Engine, Framing, Output, RuntimeError};
@@ -37,7 +38,7 @@ fn cli(args: &[&str]) -> Cmd {
 
 fn train(args: &[&str]) {
     let Cmd::Train(t) = cli(args) else { panic!("train") };
-    papilla_host::app::train(&t, Arc::new(AtomicBool::new(false))).unwrap();
+    papilla_host::app::train(&t, Arc::new(AtomicBool::new(false)), &Silent).unwrap();
 }
 
 /// Trains the runs once for every test of this file (a few steps each, 64 px).
@@ -51,7 +52,7 @@ fn fixture() -> &'static Fixture {
         else {
             panic!("synth")
         };
-        papilla_host::app::synth(&s).unwrap();
+        papilla_host::app::synth(&s, &Silent).unwrap();
         let common = [
             "--size",
             "64",
@@ -100,7 +101,7 @@ fn export_error(checkpoint: &Path, out: &Path, extra: &[&str]) -> String {
     a.extend(["--out", out.to_str().unwrap()]);
     a.extend_from_slice(extra);
     let Cmd::Export(e) = cli(&a) else { panic!("export") };
-    papilla_host::app::export(&e).unwrap_err().to_string()
+    papilla_host::app::export(&e, &Silent).unwrap_err().to_string()
 }
 
 fn export(name: &str, checkpoint: &Path, extra: &[&str]) -> PathBuf {
@@ -118,7 +119,7 @@ fn export(name: &str, checkpoint: &Path, extra: &[&str]) -> PathBuf {
     ];
     a.extend(extra);
     let Cmd::Export(e) = cli(&a) else { panic!("export") };
-    papilla_host::app::export(&e).unwrap();
+    papilla_host::app::export(&e, &Silent).unwrap();
     out
 }
 
@@ -348,7 +349,7 @@ fn corrupt_truncated_and_wrongly_signed_bundles_are_refused() {
     else {
         panic!()
     };
-    let err = papilla_host::app::evaluate(&e).unwrap_err().to_string();
+    let err = papilla_host::app::evaluate(&e, &Silent).unwrap_err().to_string();
     assert!(err.contains("truncated.papilla"), "{err}");
     assert!(Bundle::from_bytes(&bytes, &Verification::integrity_only()).is_ok());
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/report.png, the README's picture of `papilla evaluate --report`: a small
 # UNet trained for a minute on synthetic photographs (papilla synth), evaluated on 12 more,
-# compared with its own earlier epoch-8 checkpoint's run, and the page rendered by headless
+# compared with a 4-epoch run of the same recipe, and the page rendered by headless
 # Chromium (Debian package `chromium`). No data set is used or shipped.
 #
 #   scripts/report-example.sh [OUT.png]        default docs/report.png

@@ -199,7 +199,8 @@ pub fn human(exams: &ExamStatus, storage: Option<&StorageStatus>) -> String {
     }
     match &exams.last_error {
         Some(e) => {
-            out += &format!("last error: exam {} at {} ({}): {}\n", e.id, e.time, e.source, e.error);
+            out +=
+                &format!("last error: exam {} at {} ({}): {}\n", e.id, e.time, e.source, e.error);
             out += &format!("  what to do: {}\n", e.advice);
         }
         None => out += "last error: none\n",
@@ -233,8 +234,16 @@ mod tests {
             entry(1, yesterday, Outcome::Completed),
             entry(2, yesterday, Outcome::Failed("capture failed: no frame".into())),
             entry(3, now - 3_600_000, Outcome::Completed),
-            entry(4, now - 3_000_000, Outcome::Refused("out of focus: sharpness 0.10 < 0.50".into())),
-            entry(5, now - 2_000_000, Outcome::Refused("out of focus: sharpness 0.20 < 0.50".into())),
+            entry(
+                4,
+                now - 3_000_000,
+                Outcome::Refused("out of focus: sharpness 0.10 < 0.50".into()),
+            ),
+            entry(
+                5,
+                now - 2_000_000,
+                Outcome::Refused("out of focus: sharpness 0.20 < 0.50".into()),
+            ),
             entry(6, now - 1_000_000, Outcome::Refused("no optic disc found".into())),
             entry(7, now - 500_000, Outcome::Completed),
         ];
@@ -253,7 +262,10 @@ mod tests {
         let text = human(&e, Some(&s));
         assert!(text.contains("exams today: 5 (2 completed, 3 refused, 0 failed); refused: no optic disc found 1, out of focus 2"), "{text}");
         assert!(text.contains("about 231 days at today's rate"), "{text}");
-        assert!(text.contains("last error: exam 2 at ") && text.contains("what to do: camera"), "{text}");
+        assert!(
+            text.contains("last error: exam 2 at ") && text.contains("what to do: camera"),
+            "{text}"
+        );
         // No exam today: no rate to project.
         let quiet = exams(&entries[..2], now);
         assert_eq!(storage(1 << 30, 0, Some(1.0), &quiet.today).days_left, None);

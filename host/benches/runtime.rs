@@ -86,8 +86,15 @@ fn main() {
             )
             .expect("graph"),
         );
-        let ranges = calibrate(&layers, &with_outputs, &inputs, CalibMethod::MinMax, 2, &papilla_host::progress::Silent)
-            .expect("calibration");
+        let ranges = calibrate(
+            &layers,
+            &with_outputs,
+            &inputs,
+            CalibMethod::MinMax,
+            2,
+            &papilla_host::progress::Silent,
+        )
+        .expect("calibration");
         for (label, form, weights, acts) in forms {
             let bytes = onnx::to_bytes(
                 &onnx::build(&layers, &options(form, weights, acts, false), Some(&ranges))

@@ -291,10 +291,8 @@ where
 /// A sample's photograph at its ground truth's size (the loader resized it the same way).
 fn photo_at_truth_size(s: &Sample) -> Result<image::RgbImage, AppError> {
     // Unrotated, as the loader read it: the mask was drawn on the stored pixels.
-    let (photo, _) = data::read_image(&s.image_path).map_err(|reason| InferError::Image {
-        path: s.image_path.clone(),
-        reason,
-    })?;
+    let (photo, _) = data::read_image(&s.image_path)
+        .map_err(|reason| InferError::Image { path: s.image_path.clone(), reason })?;
     if photo.dimensions() == s.truth.dimensions() {
         return Ok(photo);
     }
@@ -407,10 +405,7 @@ fn evaluate_run(
 
 /// The square around the disc (truth and prediction) with room around it, inside the image;
 /// the whole image when neither has a disc.
-fn disc_square(
-    a: &papilla_shared::LabelMap,
-    b: &papilla_shared::LabelMap,
-) -> (u32, u32, u32, u32) {
+fn disc_square(a: &papilla_shared::LabelMap, b: &papilla_shared::LabelMap) -> (u32, u32, u32, u32) {
     let (w, h) = a.dimensions();
     let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
     for m in [a, b] {
@@ -427,7 +422,8 @@ fn disc_square(
     }
     let side = (((x1 - x0).max(y1 - y0) + 1) as f64 * 1.6).ceil() as u32;
     let side = side.max(32).min(w.min(h));
-    let centre = |lo: u32, hi: u32, size: u32| ((lo + hi) / 2).saturating_sub(side / 2).min(size - side);
+    let centre =
+        |lo: u32, hi: u32, size: u32| ((lo + hi) / 2).saturating_sub(side / 2).min(size - side);
     (centre(x0, x1, w), centre(y0, y1, h), side, side)
 }
 

@@ -52,7 +52,8 @@ impl Progress for Bars {
         let Ok(mut bars) = self.bars.lock() else { return };
         match event {
             Event::Begin { bar, label, total } => {
-                let b = if total > 0 { ProgressBar::new(total) } else { ProgressBar::new_spinner() };
+                let b =
+                    if total > 0 { ProgressBar::new(total) } else { ProgressBar::new_spinner() };
                 b.set_style(style(total > 0));
                 b.set_prefix(label.to_owned());
                 let b = match (&bars[0], bar) {

@@ -94,7 +94,7 @@ mod tests {
             lr: 0.0,
             train_loss: 2.0, // clipped to the top
             val_disc_dice: disc,
-            val_cup_dice: 0.0,
+            val_cup_dice: 0.2,
             val_vcdr_mae: 0.0,
             score: 0.0,
             seconds: 0.0,
@@ -113,7 +113,7 @@ mod tests {
         let img = curves(&[m(1, 0.5), m(2, 0.5), m(3, 0.5), m(4, 0.5)]).unwrap();
         assert_eq!(img.dimensions(), (W, H));
         // Left half of the plot (the legend sits on the right): the loss, clipped to 1, at
-        // the top; the disc Dice of 0.5 half-way down; cup Dice and MAE (0) at the bottom.
+        // the top; the disc Dice of 0.5 and the cup Dice of 0.2 below it, in proportion.
         let left = 80..W / 2;
         let loss = rows_with(&img, [220, 40, 40], left.clone());
         let disc = rows_with(&img, [30, 150, 60], left.clone());
@@ -121,8 +121,9 @@ mod tests {
         assert!(!loss.is_empty() && !disc.is_empty() && !cup.is_empty());
         let mid = |r: &[u32]| r.iter().sum::<u32>() as f64 / r.len() as f64;
         assert!(mid(&loss) < mid(&disc) && mid(&disc) < mid(&cup), "{loss:?} {disc:?} {cup:?}");
-        let half = (mid(&loss) + mid(&cup)) / 2.0;
-        assert!((mid(&disc) - half).abs() < 6.0, "0.5 half-way: {} vs {half}", mid(&disc));
+        // 0.5 sits 0.5 / 0.8 of the way from 1 down to 0.2.
+        let expected = mid(&loss) + (mid(&cup) - mid(&loss)) * 0.5 / 0.8;
+        assert!((mid(&disc) - expected).abs() < 6.0, "0.5 at {} vs {expected}", mid(&disc));
         // The legend: each colour's sample line on the right, and text (dark pixels) beside it.
         let right = W / 2..W;
         for c in [[220, 40, 40], [30, 150, 60], [40, 80, 220]] {

@@ -127,14 +127,20 @@ pub fn write(dir: &Path, page: &Page<'_>) -> Result<PathBuf, ReportError> {
     ];
     for (file, what, plot) in plots {
         let path = dir.join(file);
-        let img = plot(page.report, other)
-            .map_err(|source| ReportError::Chart { path: path.clone(), what, source })?;
+        let img = plot(page.report, other).map_err(|source| ReportError::Chart {
+            path: path.clone(),
+            what,
+            source,
+        })?;
         img.save(&path).map_err(|source| ReportError::Png { path: path.clone(), source })?;
     }
     let path = dir.join(INDEX);
     std::fs::write(&path, html(page)).map_err(io(&path, "cannot write"))?;
     Ok(path)
 }
+
+/// A referral-table row: its name, the figure, whether higher is better, decimals.
+type ReferralRow = (&'static str, fn(&crate::score::Referral) -> f64, bool, usize);
 
 type PlotFn = fn(&ScoreReport, Option<(&str, &ScoreReport)>) -> Result<image::RgbImage, ChartError>;
 
@@ -469,7 +475,8 @@ pub fn html(page: &Page<'_>) -> String {
     };
     h += "<h2>Summary</h2><table id=\"summary\"><tr><th rowspan=\"2\">metric</th>";
     let span = if other.is_some() { 3 } else { 1 };
-    let _ = write!(h, "<th colspan=\"{span}\">mean</th><th colspan=\"{span}\">median</th></tr><tr>");
+    let _ =
+        write!(h, "<th colspan=\"{span}\">mean</th><th colspan=\"{span}\">median</th></tr><tr>");
     for _ in 0..2 {
         h += "<th>this model</th>";
         if let Some((name, _)) = other {
@@ -499,7 +506,7 @@ pub fn html(page: &Page<'_>) -> String {
     let _ = write!(h, "<h2>Referral at vCDR &ge; {}</h2><table id=\"referral\">", rf.threshold);
     h += &head("");
     let orf = other.map(|(_, o)| o.referral);
-    let rows: [(&str, fn(&crate::score::Referral) -> f64, bool, usize); 6] = [
+    let rows: [ReferralRow; 6] = [
         ("eyes that should be referred (true vCDR at or above)", |x| x.eligible as f64, true, 0),
         ("referred", |x| x.referred as f64, true, 0),
         ("missed", |x| x.missed as f64, false, 0),
@@ -603,11 +610,71 @@ pub fn html(page: &Page<'_>) -> String {
         }
         h += "</div>";
     }
-    // For people nothing; for the report's browser test, whether every image decoded.
-    h += "<script>addEventListener('load',()=>{const i=[...document.images];\
-          document.body.dataset.imagesTotal=i.length;\
-          document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;});\
-          </script></body></html>\n";
+    h += IMAGES_CHECK;
+    h += "</body></html>\n";
+    h
+}
+
+/// For people nothing; for the pages' browser tests, whether every image decoded.
+const IMAGES_CHECK: &str = "<script>addEventListener('load',()=>{const i=[...document.images];\
+    document.body.dataset.imagesTotal=i.length;\
+    document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;});\
+    </script>";
+
+/// The page of a training run: where it stands, its best epoch, `curves.png` and the epochs as
+/// a table, with links to the files beside it. Rewritten after every epoch, so a browser
+/// reload shows the run's progress.
+pub fn run_page(
+    name: &str,
+    epochs: usize,
+    state: &crate::training::RunState,
+    history: &[crate::training::EpochMetrics],
+) -> String {
+    use crate::training::{CONFIG_FILE, METRICS_FILE, PLOT_FILE, STATE_FILE};
+    let mut h = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>papilla run {0}</title>\
+         <style>{STYLE}</style></head><body><h1>Training run {0}</h1><p>epoch {1} of {epochs}, \
+         {2} of training.",
+        esc(name),
+        state.epoch,
+        crate::progress::fmt_duration(state.wall_time_s)
+    );
+    if let (Some(e), Some(b)) = (state.best_epoch, &state.best) {
+        let _ = write!(
+            h,
+            " Best epoch {e}: validation Dice disc {:.4}, cup {:.4}, vCDR MAE {:.4} ({} images), \
+             kept as <code>model-best.bpk</code>.",
+            b.disc_dice, b.cup_dice, b.vcdr_mae, b.n
+        );
+    }
+    let _ = write!(
+        h,
+        "</p><p><a href=\"{PLOT_FILE}\"><img src=\"{PLOT_FILE}\" alt=\"training curves\" \
+         style=\"max-width:100%\"></a></p><p>Files: <a href=\"{METRICS_FILE}\">{METRICS_FILE}</a>, \
+         <a href=\"{CONFIG_FILE}\">{CONFIG_FILE}</a>, <a href=\"{STATE_FILE}\">{STATE_FILE}</a>.</p>\
+         <h2>Epochs</h2><table id=\"epochs\"><tr><th>epoch</th><th>lr</th><th>loss</th>\
+         <th>Dice disc</th><th>Dice cup</th><th>vCDR MAE</th><th>score</th><th>img/s</th></tr>"
+    );
+    // Newest first: the row a person reloads the page for.
+    for m in history.iter().rev() {
+        let best = if Some(m.epoch) == state.best_epoch { " class=\"better\"" } else { "" };
+        let _ = write!(
+            h,
+            "<tr{best}><td>{}</td><td>{:.2e}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td>\
+             <td>{:.4}</td><td>{:.4}</td><td>{:.2}</td></tr>",
+            m.epoch,
+            m.lr,
+            m.train_loss,
+            m.val_disc_dice,
+            m.val_cup_dice,
+            m.val_vcdr_mae,
+            m.score,
+            m.images_per_s
+        );
+    }
+    h += "</table>";
+    h += IMAGES_CHECK;
+    h += "</body></html>\n";
     h
 }
 
@@ -656,7 +723,10 @@ mod tests {
         // Differences -0.2, -0.1, +0.05: mean -0.0833, sd 0.1258.
         let (bias, lo, hi) = agreement(&report());
         assert!((bias + 0.25 / 3.0).abs() < 1e-12, "{bias}");
-        assert!((hi - bias - 1.96 * 0.125_830_573).abs() < 1e-6 && (bias - lo - (hi - bias)).abs() < 1e-12);
+        assert!(
+            (hi - bias - 1.96 * 0.125_830_573).abs() < 1e-6
+                && (bias - lo - (hi - bias)).abs() < 1e-12
+        );
     }
 
     #[test]
@@ -680,7 +750,10 @@ mod tests {
         }
         assert!(h.contains("m &lt;1&gt;.papilla"), "escaped");
         // Mean cup Dice 0.7667 against 0.5: a better difference of +0.2667.
-        assert!(h.contains("<td>0.7667</td><td>0.5000</td><td class=\"better\">+0.2667</td>"), "{h}");
+        assert!(
+            h.contains("<td>0.7667</td><td>0.5000</td><td class=\"better\">+0.2667</td>"),
+            "{h}"
+        );
         assert!(h.contains("glaucoma AUC of the predicted vCDR"));
         let dir = tempfile::tempdir().unwrap();
         let index = write(dir.path(), &page).unwrap();
@@ -695,7 +768,13 @@ mod tests {
         let (name, back) = read_compare(&dir.path().join(JSON)).unwrap();
         assert_eq!(name, dir.path().file_name().unwrap().to_string_lossy());
         assert_eq!(back.images.len(), 3);
-        assert_eq!(back.vcdr_bins, r.vcdr_bins, "the open-ended bin survives JSON");
+        // The open-ended bin survives JSON (serde_json's float parse may differ in the last bit).
+        assert_eq!(back.vcdr_bins.len(), r.vcdr_bins.len());
+        for (b, a) in back.vcdr_bins.iter().zip(&r.vcdr_bins) {
+            assert_eq!((b.lo, b.hi, b.n), (a.lo, a.hi, a.n));
+            assert!((b.signed_error - a.signed_error).abs() < 1e-12, "{b:?} {a:?}");
+        }
+        assert_eq!(back.vcdr_bins.last().unwrap().hi, f64::INFINITY);
         let csv = std::fs::read_to_string(dir.path().join(CSV)).unwrap();
         assert_eq!(csv.lines().count(), 4);
         let bad = dir.path().join("bad.json");

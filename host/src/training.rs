@@ -32,6 +32,8 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const STATE_FILE: &str = "state.json";
 pub const METRICS_FILE: &str = "metrics.csv";
 pub const PLOT_FILE: &str = "curves.png";
+/// The run's page: progress, best epoch, the curves and the epochs' table.
+pub const RUN_PAGE: &str = "index.html";
 pub const BEST_MODEL: &str = "model-best.bpk";
 pub const LAST_MODEL: &str = "model-last.bpk";
 pub const LAST_OPTIM: &str = "optim-last.bpk";
@@ -668,6 +670,10 @@ pub fn train(
         append_metrics(&out.join(METRICS_FILE), &m)?;
         history.push(m);
         plot::write_curves(&history, &out.join(PLOT_FILE))?;
+        let name = out.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let page = crate::report::run_page(&name, config.epochs, &state, &history);
+        std::fs::write(out.join(RUN_PAGE), page)
+            .map_err(io_err(&out.join(RUN_PAGE), "cannot write"))?;
     }
     Ok(TrainOutcome { state, history, interrupted: false })
 }

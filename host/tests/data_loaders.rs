@@ -180,11 +180,14 @@ fn exif_orientation(orientation: u16) -> Vec<u8> {
 
 #[test]
 fn a_photograph_to_segment_is_turned_as_its_exif_says_as_on_the_camera() {
-    let img = image::RgbImage::from_fn(40, 20, |x, y| image::Rgb([(x * 6) as u8, (y * 12) as u8, 0]));
+    let img = RgbImage::from_fn(40, 20, |x, y| Rgb([(x * 6) as u8, (y * 12) as u8, 0]));
     let dir = tempfile::tempdir().unwrap();
-    for (orientation, size, bright) in
-        [(1, (40, 20), (39, 19)), (3, (40, 20), (0, 0)), (6, (20, 40), (0, 39)), (8, (20, 40), (19, 0))]
-    {
+    for (orientation, size, bright) in [
+        (1, (40, 20), (39, 19)),
+        (3, (40, 20), (0, 0)),
+        (6, (20, 40), (0, 39)),
+        (8, (20, 40), (19, 0)),
+    ] {
         let mut bytes = Vec::new();
         let mut enc = jpeg_encoder::Encoder::new(&mut bytes, 90);
         enc.add_app_segment(1, exif_orientation(orientation)).unwrap();

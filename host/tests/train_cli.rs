@@ -31,6 +31,7 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
         "state.json",
         "metrics.csv",
         "curves.png",
+        "index.html",
         "model-best.bpk",
         "model-last.bpk",
         "optim-last.bpk",
@@ -56,6 +57,15 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     assert!(rows.last().unwrap()[2] < rows[0][2], "training loss went down: {csv}");
     let best_val_disc = rows.iter().map(|r| r[3]).fold(0.0, f64::max);
     assert!(best_val_disc >= 0.9, "validation disc Dice {best_val_disc}: {csv}");
+
+    // The run's page shows the curves and every epoch, newest first.
+    let page = std::fs::read_to_string(run.join("index.html")).unwrap();
+    assert!(page.contains("epoch 24 of 24") && page.contains("<img src=\"curves.png\""), "{page}");
+    assert_eq!(page.matches("<tr><td>").count() + page.matches("<tr class").count(), 24, "{page}");
+    if let Some(dom) = crate::common::render_dom(&run.join("index.html")) {
+        assert!(dom.contains("<table id=\"epochs\">"), "{dom}");
+        assert!(dom.contains("data-images-loaded=\"1\""), "curves.png did not load: {dom}");
+    }
 
     // Evaluate on held-out images.
     let report_dir = root.path().join("report");
@@ -111,8 +121,17 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     assert!(table.contains("Dice disc"), "the table on stdout without --json: {table}");
     let page = std::fs::read_to_string(compare_dir.join("index.html")).unwrap();
     assert!(page.contains("compared with <b>report</b>"), "{page}");
-    let bad = papilla(&["evaluate", "--model", run_s, "--data", test_s, "--report",
-        compare_dir.to_str().unwrap(), "--compare", test_s]);
+    let bad = papilla(&[
+        "evaluate",
+        "--model",
+        run_s,
+        "--data",
+        test_s,
+        "--report",
+        compare_dir.to_str().unwrap(),
+        "--compare",
+        test_s,
+    ]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains(test_s), "{err}");
 

@@ -38,7 +38,7 @@ impl Bars {
 
 fn style(known_total: bool) -> ProgressStyle {
     let template = if known_total {
-        "{prefix:>12} [{bar:32}] {pos}/{len} {msg} (ETA {eta})"
+        "{prefix:>12} [{bar:32}] {pos}/{len} ETA {eta} {msg}"
     } else {
         "{prefix:>12} {spinner} {pos} {msg} ({elapsed})"
     };
@@ -52,14 +52,16 @@ impl Progress for Bars {
         let Ok(mut bars) = self.bars.lock() else { return };
         match event {
             Event::Begin { bar, label, total } => {
-                let b =
-                    if total > 0 { ProgressBar::new(total) } else { ProgressBar::new_spinner() };
-                b.set_style(style(total > 0));
-                b.set_prefix(label.to_owned());
+                // Hidden until the multi-bar owns it: a bar drawn on its own target first
+                // leaves that frame behind on the terminal.
+                let len = (total > 0).then_some(total);
+                let b = ProgressBar::with_draw_target(len, ProgressDrawTarget::hidden());
                 let b = match (&bars[0], bar) {
                     (Some(main), Bar::Nested) => self.multi.insert_after(main, b),
                     _ => self.multi.add(b),
                 };
+                b.set_style(style(total > 0));
+                b.set_prefix(label.to_owned());
                 if let Some(old) = bars[slot(bar)].replace(b) {
                     old.finish_and_clear();
                 }

@@ -71,7 +71,7 @@ pub struct SegmentArgs {
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
     /// Decode large JPEGs scaled down to no less than this shorter side (0: full size).
-    #[arg(long, default_value_t = 640)]
+    #[arg(long, default_value_t = crate::config::DEFAULT_DECODE_MIN_SIDE)]
     pub decode_min_side: u32,
     /// The photographs are disc-centred crops, not whole fundus photographs: skip the locator
     /// and pad each crop to PAD times its longer side (without PAD, the bundle's padding).
@@ -150,7 +150,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Decode large JPEGs scaled down to no less than this shorter side (0: full size).
-    #[arg(long, default_value_t = 640)]
+    #[arg(long, default_value_t = crate::config::DEFAULT_DECODE_MIN_SIDE)]
     pub decode_min_side: u32,
     /// Print JSON instead of a table.
     #[arg(long)]

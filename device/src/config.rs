@@ -238,9 +238,13 @@ pub struct StorageConfig {
     pub max_pixels: u64,
 }
 
+/// Large JPEGs are decoded scaled down by the IDCT to no less than this shorter side: the
+/// segmenter's crop of a 640 px photograph is already larger than its input.
+pub const DEFAULT_DECODE_MIN_SIDE: u32 = 640;
+
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { min_free_mb: 256, decode_min_side: 640, max_pixels: 100_000_000 }
+        Self { min_free_mb: 256, decode_min_side: DEFAULT_DECODE_MIN_SIDE, max_pixels: 100_000_000 }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use image::{ImageFormat, RgbImage};
 use papilla_shared::labels::LabelMap;
-use papilla_shared::metrics::{Measurements, measure};
+use papilla_shared::metrics::Measurements;
 use papilla_shared::runtime::{Engine, Framing, RuntimeError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -67,7 +67,7 @@ pub struct Analysis {
     pub photo: RgbImage,
     /// The original size in pixels.
     pub original: (u32, u32),
-    /// The cleaned mask at the decoded size (for the overlay).
+    /// The mask shrunk to the decoded size, only to draw the overlay.
     pub mask_decoded: LabelMap,
     /// The cleaned mask at the original size (stored, and measured).
     pub mask: LabelMap,
@@ -118,26 +118,25 @@ pub fn segment_decoded(
     framing: Framing,
 ) -> Result<Analysis, ExamError> {
     let Decoded { photo, original, mut times } = d;
+    // The engine interpolates the scores onto the original size itself: the stored mask and
+    // the vCDR are the full photograph's, as the host's are.
     let seg = engine
-        .segment_framed(&photo, framing)
+        .segment_framed_at(&photo, framing, original)
         .map_err(|source| ExamError::Model { name: name.to_owned(), source })?;
     times.preprocess_ms = ms(seg.times.preprocess);
     times.inference_ms = ms(seg.times.inference);
     let t = Instant::now();
-    let (mask, measurements) = if photo.dimensions() == original {
-        (seg.mask.clone(), seg.measurements)
-    } else {
-        let full = seg.mask.resize_nearest(original.0, original.1);
-        let m = measure(&full);
-        (full, m)
-    };
+    // Only for drawing the overlay on the decoded photograph; nothing is measured on it.
+    let (dw, dh) = photo.dimensions();
+    let mask_decoded =
+        if (dw, dh) == original { seg.mask.clone() } else { seg.mask.resize_nearest(dw, dh) };
     times.postprocess_ms = ms(seg.times.postprocess) + ms(t.elapsed());
     Ok(Analysis {
         photo,
         original,
-        mask_decoded: seg.mask,
-        mask,
-        measurements,
+        mask_decoded,
+        mask: seg.mask,
+        measurements: seg.measurements,
         disc_found: seg.disc_found,
         quality,
         times,

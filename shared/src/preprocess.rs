@@ -108,16 +108,19 @@ pub fn mirror_index(i: i64, n: u32) -> u32 {
 
 /// Inclusive bounding box `(x0, y0, x1, y1)` of the disc (cup or rim) pixels.
 pub fn disc_box(labels: &LabelMap) -> Option<(u32, u32, u32, u32)> {
-    let w = labels.width() as usize;
+    let w = (labels.width() as usize).max(1);
     let mut b: Option<(u32, u32, u32, u32)> = None;
-    for (i, c) in labels.classes().iter().enumerate() {
-        if *c == Class::Background {
+    // A row at a time: a camera frame has millions of pixels, the disc a few rows of them.
+    for (y, row) in labels.classes().chunks_exact(w).enumerate() {
+        let disc = |c: &Class| *c != Class::Background;
+        let (Some(first), Some(last)) = (row.iter().position(disc), row.iter().rposition(disc))
+        else {
             continue;
-        }
-        let (x, y) = ((i % w) as u32, (i / w) as u32);
+        };
+        let (first, last, y) = (first as u32, last as u32, y as u32);
         b = Some(match b {
-            None => (x, y, x, y),
-            Some((a, b0, c0, d)) => (a.min(x), b0.min(y), c0.max(x), d.max(y)),
+            None => (first, y, last, y),
+            Some((x0, y0, x1, _)) => (x0.min(first), y0, x1.max(last), y),
         });
     }
     b
@@ -204,6 +207,15 @@ impl std::fmt::Display for Rect {
     }
 }
 
+/// A coordinate `v` on an axis `from` pixels long, moved to the same axis `to` pixels long
+/// (rounded to the nearest pixel edge).
+pub fn rescale(v: u32, to: u32, from: u32) -> u32 {
+    if from == 0 {
+        return v;
+    }
+    ((u64::from(v) * u64::from(to) + u64::from(from) / 2) / u64::from(from)) as u32
+}
+
 /// A dense f32 tensor in NCHW order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor4 {
@@ -224,6 +236,30 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The same crop on the photograph at `size`, of which the preprocessed image was a
+    /// scaled-down decode (a large JPEG decoded at 1/2, 1/4 or 1/8 by the IDCT): post-processing
+    /// with it interpolates the scores straight onto the full-size photograph, so no label map
+    /// is enlarged afterwards (a nearest-neighbour enlargement brings back the staircase the
+    /// score interpolation avoids).
+    pub fn at_size(&self, size: (u32, u32)) -> Geometry {
+        if size == self.original || self.original.0 == 0 || self.original.1 == 0 {
+            return *self;
+        }
+        // Each edge of the crop rescaled, kept inside the photograph and at least a pixel wide.
+        let scale = rescale;
+        let c = self.crop;
+        let (w, h) = self.original;
+        let x0 = scale(c.x, size.0, w).min(size.0.saturating_sub(1));
+        let y0 = scale(c.y, size.1, h).min(size.1.saturating_sub(1));
+        let x1 = scale(c.x + c.width, size.0, w).clamp(x0 + 1, size.0.max(x0 + 1));
+        let y1 = scale(c.y + c.height, size.1, h).clamp(y0 + 1, size.1.max(y0 + 1));
+        Geometry {
+            original: size,
+            crop: Rect { x: x0, y: y0, width: x1 - x0, height: y1 - y0 },
+            network: self.network,
+        }
+    }
+
     /// Crops and resizes a photograph-sized class map to the network input (nearest
     /// neighbour): the training target that matches [`preprocess`]'s input.
     pub fn to_network(&self, labels: &LabelMap) -> LabelMap {
@@ -402,6 +438,26 @@ mod tests {
     fn pixel(t: &Tensor4, c: usize, y: usize, x: usize) -> f32 {
         let [_, _, h, w] = t.shape;
         t.data[c * h * w + y * w + x]
+    }
+
+    #[test]
+    fn a_crop_on_a_scaled_decode_moves_to_the_full_photograph() {
+        let g = Geometry {
+            original: (100, 80),
+            crop: Rect { x: 5, y: 6, width: 10, height: 20 },
+            network: (32, 32),
+        };
+        assert_eq!(g.at_size((100, 80)), g);
+        // A 1/4 decode of a 400x320 photograph.
+        let full = g.at_size((400, 320));
+        assert_eq!(full.original, (400, 320));
+        assert_eq!(full.crop, Rect { x: 20, y: 24, width: 40, height: 80 });
+        assert_eq!(full.network, (32, 32));
+        // An IDCT decode rounds its size up (ceil(401 / 4) = 101): edges round to the nearest
+        // pixel and the crop stays inside the photograph.
+        let edge = Geometry { original: (101, 81), crop: Rect::full(101, 81), network: (8, 8) };
+        assert_eq!(edge.at_size((401, 322)).crop, Rect::full(401, 322));
+        assert_eq!(rescale(7, 401, 101), 28);
     }
 
     #[test]

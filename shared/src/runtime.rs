@@ -15,7 +15,7 @@ use crate::error::{BundleError, PostprocessError, PreprocessError};
 use crate::labels::{Class, LabelMap};
 use crate::metrics::{Measurements, measure};
 use crate::postprocess::{ShapeFit, TestTimeAugmentation, clean, fit_ellipses, postprocess};
-use crate::preprocess::{Geometry, Rect, Tensor4, mirror_index, preprocess};
+use crate::preprocess::{Geometry, Rect, Tensor4, mirror_index, preprocess, rescale};
 
 /// Why the runtime could not load or run a model.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +152,8 @@ pub struct Segmentation {
     /// Cleaned mask at the photograph's size.
     pub mask: LabelMap,
     pub measurements: Measurements,
-    /// The crop the segmenter saw, when the model has a locator.
+    /// The crop the segmenter saw, when the model has a locator, in the pixels of the image
+    /// given (a scaled-down decode's, for [`Engine::segment_framed_at`]).
     pub roi: Option<Rect>,
     /// False when the model found no optic disc (the mask is then all background).
     pub disc_found: bool,
@@ -252,9 +253,25 @@ impl Engine {
         image: &RgbImage,
         framing: Framing,
     ) -> Result<Segmentation, RuntimeError> {
+        self.segment_framed_at(image, framing, image.dimensions())
+    }
+
+    /// Segments `image`, a scaled-down decode of a photograph of `size` pixels, and returns the
+    /// mask (and its measurements) at `size`: the network sees the decoded pixels, and the
+    /// scores are interpolated straight onto the full-size photograph. With `size` equal to
+    /// the image's it is [`Engine::segment_framed`].
+    pub fn segment_framed_at(
+        &self,
+        image: &RgbImage,
+        framing: Framing,
+        size: (u32, u32),
+    ) -> Result<Segmentation, RuntimeError> {
+        if size.0 == 0 || size.1 == 0 {
+            return Err(RuntimeError::Framing("the photograph is empty".into()));
+        }
         match framing {
-            Framing::Fundus => self.segment_fundus(image),
-            Framing::DiscCentred { pad } => self.segment_disc_centred(image, pad),
+            Framing::Fundus => self.segment_fundus(image, size),
+            Framing::DiscCentred { pad } => self.segment_disc_centred(image, pad, size),
         }
     }
 
@@ -265,6 +282,7 @@ impl Engine {
         &self,
         image: &RgbImage,
         pad: Option<f32>,
+        size: (u32, u32),
     ) -> Result<Segmentation, RuntimeError> {
         let Some(pad) = pad.or(self.manifest.disc_centred_pad) else {
             return Err(RuntimeError::Framing(
@@ -292,11 +310,17 @@ impl Engine {
         });
         let mut times = StageTimes::default();
         let roi = Some(Rect::full(side, side));
-        let mask = self.run_stage(&self.segmenter, &canvas, roi, &mut times)?;
-        let mut cut = LabelMap::filled(w, h, Class::Background);
-        for y in 0..h {
-            for x in 0..w {
-                cut.set(x, y, mask.get(ox + x, oy + y));
+        // The canvas at the full photograph's scale: the photograph's own pixels land at
+        // (fx, fy), `size` of them, and the mask is cut back from there.
+        let at = rescale;
+        let (fx, fy) = (at(ox, size.0, w), at(oy, size.1, h));
+        let canvas_size =
+            (at(side, size.0, w).max(fx + size.0), at(side, size.1, h).max(fy + size.1));
+        let mask = self.run_stage(&self.segmenter, &canvas, roi, canvas_size, &mut times)?;
+        let mut cut = LabelMap::filled(size.0, size.1, Class::Background);
+        for y in 0..size.1 {
+            for x in 0..size.0 {
+                cut.set(x, y, mask.get(fx + x, fy + y));
             }
         }
         Ok(finish(self.fit(clean(&cut), &mut times), None, times))
@@ -315,20 +339,23 @@ impl Engine {
         }
     }
 
-    fn segment_fundus(&self, image: &RgbImage) -> Result<Segmentation, RuntimeError> {
+    fn segment_fundus(
+        &self,
+        image: &RgbImage,
+        size: (u32, u32),
+    ) -> Result<Segmentation, RuntimeError> {
         let mut times = StageTimes::default();
         let mut roi = None;
         if let Some(loc) = &self.locator {
             match self.locate(loc, image, &mut times)? {
                 Some(r) => roi = Some(r),
                 None => {
-                    let (w, h) = image.dimensions();
-                    let none = LabelMap::filled(w, h, Class::Background);
+                    let none = LabelMap::filled(size.0, size.1, Class::Background);
                     return Ok(finish(none, None, times));
                 }
             }
         }
-        let mask = self.run_stage(&self.segmenter, image, roi, &mut times)?;
+        let mask = self.run_stage(&self.segmenter, image, roi, size, &mut times)?;
         Ok(finish(self.fit(mask, &mut times), roi, times))
     }
 
@@ -357,16 +384,19 @@ impl Engine {
         Ok(roi)
     }
 
-    /// The segmenter's mask on the photograph, with the bundle's test-time augmentation.
+    /// The segmenter's mask on the photograph, at `size` (the photograph's full size, of
+    /// which `image` may be a scaled-down decode), with the bundle's test-time augmentation.
     fn run_stage(
         &self,
         s: &LoadedStage,
         image: &RgbImage,
         roi: Option<Rect>,
+        size: (u32, u32),
         times: &mut StageTimes,
     ) -> Result<LabelMap, RuntimeError> {
         let (out, geometry) = self.infer_tta(s, image, roi, times, self.manifest.tta)?;
         let t = Instant::now();
+        let geometry = geometry.at_size(size);
         let mask = postprocess(&out.data, &out.shape, &s.stage.output, &geometry)?;
         times.postprocess += t.elapsed();
         Ok(mask)

@@ -427,6 +427,49 @@ fn shipped_model_passes_its_self_test_and_finds_the_disc_on_the_shipped_samples(
     }
 }
 
+/// The one road: `papilla predict` (the host decodes at full size) and the device's exam (a
+/// large JPEG decoded at 1/2 or 1/4 by the IDCT, the scores interpolated onto the original size
+/// by the engine) store the same mask for each shipped sample. And interpolating the scores
+/// onto the full size agrees with the host better than enlarging the decoded mask would.
+#[test]
+fn host_and_device_store_the_same_mask_for_the_shipped_samples() {
+    use papilla_device::camera::Frame;
+    use papilla_device::photo::DecodeOptions;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let engine = engine(&root.join(papilla_device::segment::SHIPPED_MODEL));
+    let opts = DecodeOptions {
+        min_side: papilla_device::config::DEFAULT_DECODE_MIN_SIDE,
+        ..DecodeOptions::default()
+    };
+    let agree = |a: &papilla_shared::LabelMap, b: &papilla_shared::LabelMap| {
+        let same = a.classes().iter().zip(b.classes()).filter(|(x, y)| x == y).count();
+        same as f64 / a.classes().len() as f64
+    };
+    for (file, decoded_width) in
+        [("wikimedia_haggstrom_normal_left_eye_1411.jpg", 706), ("idrid_sample_b.jpg", 1072)]
+    {
+        let path = root.join("samples").join(file);
+        let host = engine.segment(&papilla_host::inference::read_photo(&path).unwrap()).unwrap();
+        let frame = Frame::File { name: path.clone(), bytes: std::fs::read(&path).unwrap() };
+        let device =
+            papilla_device::exam::analyse(&engine, &frame, &opts, Framing::Fundus).unwrap();
+        assert_eq!(device.photo.width(), decoded_width, "{file}: the device decodes scaled down");
+        assert_eq!(device.mask.dimensions(), host.mask.dimensions(), "{file}");
+        let a = agree(&host.mask, &device.mask);
+        let dv = (host.measurements.vcdr - device.measurements.vcdr).abs();
+        assert!(
+            a >= 0.999 && dv <= 0.005,
+            "{file}: {:.4}% of pixels agree, vCDR off by {dv:.4}",
+            a * 100.0
+        );
+        // What the device did before: segment the decode, then enlarge the label map.
+        let (w, h) = host.mask.dimensions();
+        let enlarged = engine.segment(&device.photo).unwrap().mask.resize_nearest(w, h);
+        let b = agree(&host.mask, &enlarged);
+        assert!(a > b, "{file}: interpolated {a:.5} vs enlarged {b:.5}");
+    }
+}
+
 #[test]
 fn a_disc_centred_crop_of_a_shipped_sample_gives_the_same_disc() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -459,6 +502,23 @@ fn a_disc_centred_crop_of_a_shipped_sample_gives_the_same_disc() {
     assert!(iou > 0.8, "disc IoU against the whole-photograph road: {iou}");
     let (v, w) = (seg.measurements.vcdr, whole.measurements.vcdr);
     assert!((v - w).abs() < 0.15, "vCDR {v} on the crop, {w} on the photograph");
+
+    // The crop decoded at half size, its mask asked for at the crop's own size: the canvas
+    // and the cut are scaled with it.
+    let half = image::imageops::resize(
+        &crop,
+        side.div_ceil(2),
+        side.div_ceil(2),
+        image::imageops::FilterType::Triangle,
+    );
+    let scaled =
+        engine.segment_framed_at(&half, Framing::DiscCentred { pad: None }, (side, side)).unwrap();
+    assert_eq!(scaled.mask.dimensions(), (side, side));
+    let same = scaled.mask.classes().iter().zip(seg.mask.classes()).filter(|(a, b)| a == b).count();
+    let agree = same as f64 / seg.mask.classes().len() as f64;
+    assert!(agree > 0.98, "half-size decode against the full crop: {agree}");
+    let dv = (scaled.measurements.vcdr - v).abs();
+    assert!(dv < 0.03, "vCDR {} at half size, {v} at full", scaled.measurements.vcdr);
 
     let err = engine.segment_framed(&crop, Framing::DiscCentred { pad: Some(0.5) }).unwrap_err();
     assert!(err.to_string().contains("between 1 and 8"), "{err}");

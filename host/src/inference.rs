@@ -75,7 +75,7 @@ impl RunModel {
         let x = Tensor::from_data(TensorData::new(input.data, input.shape), &self.device);
         let logits = self.model.forward(x);
         let [n, c, h, w] = logits.dims();
-        let values = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let values = crate::model::f32_values(logits.into_data());
         debug_assert_eq!(n, 1);
         Ok(postprocess(&values, &[1, c, h, w], &OutputSpec::seed(), &geometry)?)
     }

@@ -256,13 +256,19 @@ pub struct UNetLayers {
 }
 
 fn values(t: Tensor<1>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
+    f32_values(t.into_data())
+}
+
+/// A tensor's values as f32, whatever float type the backend computed in. The conversion
+/// makes the read infallible; an empty vector here would be silently missing weights.
+pub fn f32_values(data: burn::tensor::TensorData) -> Vec<f32> {
+    data.convert::<f32>().try_to_vec::<f32>().expect("converted to f32 above")
 }
 
 fn conv_layer(conv: &Conv2d, norm: Option<&BatchNorm>) -> ConvLayer {
     let w = conv.weight.val();
     let shape = w.dims();
-    let mut weight = w.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+    let mut weight = f32_values(w.into_data());
     let mut bias =
         conv.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; shape[0]]);
     if let Some(n) = norm {
@@ -300,11 +306,7 @@ impl UNet {
                         let shape = w.dims();
                         ConvLayer {
                             shape,
-                            weight: w
-                                .into_data()
-                                .convert::<f32>()
-                                .try_to_vec::<f32>()
-                                .unwrap_or_default(),
+                            weight: f32_values(w.into_data()),
                             bias: t
                                 .bias
                                 .as_ref()

@@ -342,10 +342,10 @@ pub fn predict_masks(
         let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
         let logits = model.forward(input_batch(&inputs, preprocess, device));
         let [_, c, h, w] = logits.dims();
-        let values = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let values = crate::model::f32_values(logits.into_data());
         let per = c * h * w;
         for (i, sample) in chunk.iter().enumerate() {
-            let slice = values.get(i * per..(i + 1) * per).unwrap_or_default();
+            let slice = values.get(i * per..(i + 1) * per).expect("one block of logits per sample");
             masks.push(postprocess(slice, &[1, c, h, w], &spec, &sample.geometry)?);
         }
     }

@@ -275,6 +275,14 @@ impl LoadReport {
 
 /// Decodes a photograph with decoder limits, as 8-bit RGB; reports a colour conversion.
 pub fn read_image(path: &Path) -> Result<(RgbImage, Option<String>), String> {
+    let reader = limited_reader(path)?;
+    let img = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
+    to_rgb(img)
+}
+
+/// A reader of the image at `path` with its format guessed from the bytes and the size and
+/// allocation limits set, so a hostile file is refused before its pixels are decoded.
+fn limited_reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>, String> {
     let mut reader = ImageReader::open(path)
         .map_err(|e| format!("cannot open: {e}"))?
         .with_guessed_format()
@@ -287,26 +295,14 @@ pub fn read_image(path: &Path) -> Result<(RgbImage, Option<String>), String> {
     if reader.format().is_none() {
         return Err("not a recognised image format".into());
     }
-    let img = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
-    to_rgb(img)
+    Ok(reader)
 }
 
 /// [`read_image`] with the EXIF orientation applied, as the camera's decoder does: a
 /// photograph to segment, with no mask drawn on its stored pixels.
 pub fn read_photo_oriented(path: &Path) -> Result<(RgbImage, Option<String>), String> {
     use image::ImageDecoder;
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| format!("cannot open: {e}"))?
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(1 << 30);
-    reader.limits(limits);
-    if reader.format().is_none() {
-        return Err("not a recognised image format".into());
-    }
+    let reader = limited_reader(path)?;
     let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
     let orientation = decoder.orientation().map_err(|e| format!("cannot read EXIF: {e}"))?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;

@@ -610,6 +610,11 @@ pub fn html(page: &Page<'_>) -> String {
         }
         h += "</div>";
     }
+    close_page(h)
+}
+
+/// Ends a page: the image check, then the closing tags.
+fn close_page(mut h: String) -> String {
     h += IMAGES_CHECK;
     h += "</body></html>\n";
     h
@@ -673,9 +678,7 @@ pub fn run_page(
         );
     }
     h += "</table>";
-    h += IMAGES_CHECK;
-    h += "</body></html>\n";
-    h
+    close_page(h)
 }
 
 #[cfg(test)]

@@ -5,13 +5,15 @@
 use std::path::Path;
 use std::time::Instant;
 
+use papilla_shared::error::chain;
 use papilla_shared::runtime::{Engine, Framing};
 use serde::Serialize;
 
 use crate::camera::Frame;
-use crate::exam::{Times, analyse, render};
+use crate::exam::ExamOptions;
 use crate::photo::{DecodeOptions, decode};
-use crate::store::{ExamFile, IndexEntry, Outcome, Store};
+use crate::record::Times;
+use crate::store::Store;
 
 /// Median and minimum of one stage over the runs.
 #[derive(Clone, Debug, Serialize)]
@@ -73,36 +75,24 @@ pub fn run(
 ) -> Result<Report, String> {
     let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
     let frame = Frame::File { name: image.to_owned(), bytes: bytes.clone() };
-    let mut store = Store::open(scratch, 0).map_err(|e| e.to_string())?;
+    let mut store = Store::open(scratch, 0).map_err(|e| chain(&e))?;
     let mut all: Vec<Times> = Vec::new();
     let mut dims = ((0, 0), (0, 0));
+    let exam = ExamOptions { decode: *opts, framing: Framing::Fundus, refer_vcdr: 0.6, gate: None };
     for i in 0..=runs {
-        let mut a = analyse(engine, &frame, opts, Framing::Fundus).map_err(|e| e.to_string())?;
-        let (mask, overlay) = render(&mut a);
+        // The service's exam and store, record included; only the gate is left out, so a
+        // photograph it would refuse is still timed.
+        let out = crate::exam::run(engine, &frame, &exam).map_err(|e| chain(&e))?;
         let t = Instant::now();
-        let entry = IndexEntry {
-            id: store.next_id(),
-            unix_ms: 0,
-            source: "bench".into(),
-            outcome: Outcome::Completed,
-            vcdr: a.measurements.vcdr,
-            disc_area_px: a.measurements.disc_area,
-            cup_area_px: a.measurements.cup_area,
-            refer: false,
-            model: String::new(),
-        };
-        let files = [
-            ExamFile { name: "photo.jpg", bytes: &bytes },
-            ExamFile { name: "mask.bmp", bytes: &mask },
-            ExamFile { name: "overlay.png", bytes: &overlay },
-            ExamFile { name: "record.json", bytes: b"{}" },
-        ];
-        store.commit(&entry, &files).map_err(|e| e.to_string())?;
-        a.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut record = out.record(store.next_id(), crate::exam::now_unix_ms(), "bench");
+        let json = record.to_json();
+        store.commit(&record.index_entry(), &out.files(&json)).map_err(|e| chain(&e))?;
+        record.findings.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
         if i > 0 {
-            all.push(a.times);
+            all.push(record.findings.times);
         }
-        dims = (a.original, a.photo.dimensions());
+        let f = &record.findings;
+        dims = ((f.width, f.height), (f.decoded_width, f.decoded_height));
         done();
     }
     // Read before the comparison below, whose full-size pixels are no part of an exam.
@@ -111,7 +101,7 @@ pub fn run(
     for _ in 0..runs {
         let t = Instant::now();
         decode(&bytes, image, &DecodeOptions { min_side: 0, ..*opts })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{}: {e}", image.display()))?;
         full.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let col = |f: fn(&Times) -> f64| all.iter().map(f).collect::<Vec<_>>();

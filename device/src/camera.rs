@@ -18,7 +18,7 @@ use crate::config::{CameraConfig, PixelFormat, SourceKind};
 
 #[derive(Debug, Error)]
 pub enum CaptureError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot read", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -1,4 +1,5 @@
-//! The commands behind the binary; each returns its exit code or a [`Failure`] carrying one.
+//! The commands behind the binary; each returns its exit code or a [`DeviceError`], which
+//! knows its own.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,19 +8,26 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use embedded_hal::digital::{InputPin, OutputPin};
+use papilla_shared::error::{Chain, chain};
 use papilla_shared::runtime::Framing;
+use thiserror::Error;
 
 use crate::board::{Button, Leds, NoPin};
+use crate::camera::CaptureError;
 use crate::cli::{
     BenchArgs, ConfigArgs, ExportArgs, ExportFormat, InstallArgs, RootArgs, SegmentArgs, StatusArgs,
 };
 use crate::clock::SystemClock;
+use crate::config::ConfigError;
 use crate::config::{DeviceConfig, GpioBackend};
+use crate::exam::ExamOptions;
 use crate::media::MediaWatch;
 use crate::photo::DecodeOptions;
+use crate::record::Outcome;
+use crate::segment::SegmentError;
 use crate::service::{Service, ServiceOptions};
 use crate::slots::{InstallPolicy, SlotError, Slots};
-use crate::store::{Outcome, Store, read_index};
+use crate::store::{Store, StoreError, read_index};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -28,23 +36,67 @@ pub const EXIT_NO_MODEL: u8 = 3;
 pub const EXIT_STORE: u8 = 4;
 pub const EXIT_HARDWARE: u8 = 5;
 
-/// An error with the exit code it ends the process with.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
+/// Why a command failed. Each message holds its own context, the cause is in `source()`
+/// ([`papilla_shared::error::Chain`] prints them once); [`DeviceError::exit_code`] is what the
+/// process ends with.
+#[derive(Debug, Error)]
+pub enum DeviceError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{}: {message}", path.display())]
+    Trust { path: PathBuf, message: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Model(#[from] SegmentError),
+    #[error("no model installed in {}", root.display())]
+    NotInstalled { root: PathBuf },
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Camera(#[from] CaptureError),
+    #[error("{0}")]
+    Hardware(String),
+    #[error("cannot listen for stop signals")]
+    Signals(#[source] std::io::Error),
+    #[error("{}: {what}", path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the results")]
+    Write(#[source] std::io::Error),
+    #[error("cannot write the results as CSV")]
+    Csv(#[from] csv::Error),
+    #[error("{0}")]
+    Failed(String),
 }
 
-impl Failure {
-    fn new(code: u8, e: impl std::fmt::Display) -> Self {
-        Self { code, message: e.to_string() }
+impl DeviceError {
+    /// The documented exit code (README, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Trust { .. } | Self::Usage(_) => EXIT_CONFIG,
+            Self::Model(_) | Self::NotInstalled { .. } | Self::Slot(SlotError::NoModel { .. }) => {
+                EXIT_NO_MODEL
+            }
+            Self::Store(_) => EXIT_STORE,
+            Self::Camera(_) | Self::Hardware(_) | Self::Signals(_) => EXIT_HARDWARE,
+            Self::Slot(_) | Self::Io { .. } | Self::Write(_) | Self::Csv(_) | Self::Failed(_) => {
+                EXIT_FAILED
+            }
+        }
     }
 }
 
-type Result<T> = std::result::Result<T, Failure>;
+type Result<T> = std::result::Result<T, DeviceError>;
 
 fn config(path: &Path) -> Result<DeviceConfig> {
-    DeviceConfig::load(path).map_err(|e| Failure::new(EXIT_CONFIG, e))
+    Ok(DeviceConfig::load(path)?)
 }
 
 fn config_with_root(args: &RootArgs) -> Result<DeviceConfig> {
@@ -56,12 +108,7 @@ fn config_with_root(args: &RootArgs) -> Result<DeviceConfig> {
 }
 
 fn verification(cfg: &DeviceConfig, path: &Path) -> Result<papilla_shared::bundle::Verification> {
-    cfg.verification().map_err(|e| Failure::new(EXIT_CONFIG, format!("{}: {e}", path.display())))
-}
-
-fn slot_failure(e: SlotError) -> Failure {
-    let code = if matches!(e, SlotError::NoModel { .. }) { EXIT_NO_MODEL } else { EXIT_FAILED };
-    Failure::new(code, e)
+    cfg.verification().map_err(|message| DeviceError::Trust { path: path.to_owned(), message })
 }
 
 fn decode_options(cfg: &DeviceConfig) -> DecodeOptions {
@@ -71,15 +118,17 @@ fn decode_options(cfg: &DeviceConfig) -> DecodeOptions {
 /// `segment`: exit 0 when every photograph was segmented, 1 when any failed (the rest still run).
 pub fn segment(args: &SegmentArgs) -> Result<u8> {
     use crate::segment;
-    let bundle = segment::resolve_bundle(args.bundle.as_deref(), Some(&args.root))
-        .map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
-    let engine =
-        segment::load(&bundle, args.threads).map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
-    let decode = DecodeOptions { min_side: args.decode_min_side, ..Default::default() };
-    let framing = Framing::from_disc_centred(args.disc_centred);
+    let bundle = segment::resolve_bundle(args.bundle.as_deref(), Some(&args.root))?;
+    let engine = segment::load(&bundle, args.threads)?;
+    let opts = ExamOptions {
+        decode: DecodeOptions { min_side: args.decode_min_side, ..Default::default() },
+        framing: Framing::from_disc_centred(args.disc_centred),
+        refer_vcdr: args.refer_vcdr,
+        gate: None,
+    };
     let mut failed = 0;
     for image in &args.images {
-        match segment::exam(&engine, image, &args.out, args.refer_vcdr, &decode, framing) {
+        match segment::exam(&engine, image, &args.out, &opts) {
             Ok(r) if args.json => {
                 println!("{}", serde_json::to_string(&r).expect("a record serialises"))
             }
@@ -96,7 +145,7 @@ pub fn segment(args: &SegmentArgs) -> Result<u8> {
             ),
             Err(e) => {
                 failed += 1;
-                eprintln!("papilla-device: error: {e}");
+                eprintln!("papilla-device: error: {}", Chain(&e));
             }
         }
     }
@@ -109,15 +158,12 @@ pub fn run(args: &ConfigArgs) -> Result<u8> {
     let verification = verification(&cfg, &args.config)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| Failure::new(EXIT_HARDWARE, e))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(DeviceError::Signals)?;
     }
-    let mut store = Store::open(&cfg.root, cfg.storage.min_free_mb << 20)
-        .map_err(|e| Failure::new(EXIT_STORE, e))?;
-    let active = Slots::new(&cfg.root).open(&verification, cfg.threads).map_err(slot_failure)?;
+    let mut store = Store::open(&cfg.root, cfg.storage.min_free_mb << 20)?;
+    let active = Slots::new(&cfg.root).open(&verification, cfg.threads)?;
     tracing::info!(slot = ?active.slot, path = %active.path.display(), agreement = active.selftest_agreement, "model loaded, self-test passed");
-    let mut source =
-        crate::camera::open(&cfg.camera).map_err(|e| Failure::new(EXIT_HARDWARE, e))?;
+    let mut source = crate::camera::open(&cfg.camera)?;
     let options = ServiceOptions {
         decode: decode_options(&cfg),
         quality: cfg.quality.clone(),
@@ -130,7 +176,7 @@ pub fn run(args: &ConfigArgs) -> Result<u8> {
             Duration::from_millis(cfg.camera.poll_ms.max(5))
         },
     };
-    let hw = |e: String| Failure::new(EXIT_HARDWARE, e);
+    let hw = DeviceError::Hardware;
     let media = cfg.update.media_folder.as_ref().map(|folder| {
         tracing::info!(folder = %folder.display(), "looking for model updates on removable media");
         MediaWatch::new(
@@ -213,8 +259,10 @@ pub fn status(args: &StatusArgs) -> Result<u8> {
     let current = slots.current();
     let model = current.map(|slot| {
         let path = slots.path(slot);
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-            Slots::check(&b, &path, &verification, cfg.threads).map_err(|e| e.to_string())
+        let read =
+            std::fs::read(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()));
+        match read.and_then(|b| {
+            Slots::check(&b, &path, &verification, cfg.threads).map_err(|e| chain(&e))
         }) {
             Ok((engine, agreement, signer)) => serde_json::json!({
                 "slot": slot, "name": engine.manifest().name, "version": engine.manifest().version,
@@ -223,7 +271,7 @@ pub fn status(args: &StatusArgs) -> Result<u8> {
             Err(e) => serde_json::json!({ "slot": slot, "ok": false, "error": e }),
         }
     });
-    let entries = read_index(&cfg.root).map_err(|e| Failure::new(EXIT_STORE, e))?;
+    let entries = read_index(&cfg.root)?;
     let exams = crate::status::exams(&entries, crate::exam::now_unix_ms());
     let storage = fs4::available_space(&cfg.root).ok().map(|free| {
         let per_exam = crate::status::bytes_per_exam(&cfg.root.join("exams"), &entries, 20);
@@ -293,14 +341,15 @@ pub fn selftest(args: &ConfigArgs) -> Result<u8> {
     let cfg = config(&args.config)?;
     let verification = verification(&cfg, &args.config)?;
     let slots = Slots::new(&cfg.root);
-    let slot = slots.current().ok_or_else(|| {
-        Failure::new(EXIT_NO_MODEL, format!("no model installed in {}", cfg.root.display()))
-    })?;
+    let slot =
+        slots.current().ok_or_else(|| DeviceError::NotInstalled { root: cfg.root.clone() })?;
     let path = slots.path(slot);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| Failure::new(EXIT_FAILED, format!("{}: {e}", path.display())))?;
-    let (_, agreement, _) =
-        Slots::check(&bytes, &path, &verification, cfg.threads).map_err(slot_failure)?;
+    let bytes = std::fs::read(&path).map_err(|source| DeviceError::Io {
+        path: path.clone(),
+        what: "cannot read the installed model",
+        source,
+    })?;
+    let (_, agreement, _) = Slots::check(&bytes, &path, &verification, cfg.threads)?;
     println!("self-test passed: {agreement:.4} of pixels agree ({})", path.display());
     Ok(EXIT_OK)
 }
@@ -310,9 +359,8 @@ pub fn install(args: &InstallArgs) -> Result<u8> {
     let cfg = config_with_root(&args.root)?;
     let verification = verification(&cfg, &args.root.config)?;
     let policy = InstallPolicy { allow_downgrade: args.allow_downgrade, newer_only: false };
-    let (slot, _) = Slots::new(&cfg.root)
-        .install_with(&args.file, &verification, cfg.threads, policy)
-        .map_err(slot_failure)?;
+    let (slot, _) =
+        Slots::new(&cfg.root).install_with(&args.file, &verification, cfg.threads, policy)?;
     println!(
         "installed {} into slot {slot:?}; the previous model stays for `rollback`",
         args.file.display()
@@ -324,7 +372,7 @@ pub fn install(args: &InstallArgs) -> Result<u8> {
 pub fn rollback(args: &RootArgs) -> Result<u8> {
     let cfg = config_with_root(args)?;
     let verification = verification(&cfg, &args.config)?;
-    let slot = Slots::new(&cfg.root).rollback(&verification, cfg.threads).map_err(slot_failure)?;
+    let slot = Slots::new(&cfg.root).rollback(&verification, cfg.threads)?;
     println!("now using slot {slot:?}");
     Ok(EXIT_OK)
 }
@@ -332,16 +380,17 @@ pub fn rollback(args: &RootArgs) -> Result<u8> {
 /// `export-results`.
 pub fn export(args: &ExportArgs) -> Result<u8> {
     let cfg = config_with_root(&args.root)?;
-    let since = crate::exam::parse_date(&args.since).map_err(|e| Failure::new(EXIT_CONFIG, e))?;
-    let entries = read_index(&cfg.root).map_err(|e| Failure::new(EXIT_STORE, e))?;
+    let since = crate::exam::parse_date(&args.since).map_err(DeviceError::Usage)?;
+    let entries = read_index(&cfg.root)?;
     let mut out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(
-            std::fs::File::create(p)
-                .map_err(|e| Failure::new(EXIT_FAILED, format!("{}: {e}", p.display())))?,
-        ),
+        Some(p) => Box::new(std::fs::File::create(p).map_err(|source| DeviceError::Io {
+            path: p.clone(),
+            what: "cannot create the results file",
+            source,
+        })?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let io = |e: std::io::Error| Failure::new(EXIT_FAILED, e);
+    let io = DeviceError::Write;
     let rows = entries.iter().filter(|e| e.unix_ms >= since);
     match args.format {
         ExportFormat::Jsonl => {
@@ -353,7 +402,6 @@ pub fn export(args: &ExportArgs) -> Result<u8> {
         }
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            let csv_err = |e: csv::Error| Failure::new(EXIT_FAILED, e);
             w.write_record([
                 "id",
                 "time",
@@ -365,8 +413,7 @@ pub fn export(args: &ExportArgs) -> Result<u8> {
                 "cup_area_px",
                 "refer",
                 "model",
-            ])
-            .map_err(csv_err)?;
+            ])?;
             for e in rows {
                 let (outcome, reason) = match &e.outcome {
                     Outcome::Completed => ("completed", ""),
@@ -389,8 +436,7 @@ pub fn export(args: &ExportArgs) -> Result<u8> {
                     e.cup_area_px.to_string(),
                     e.refer.to_string(),
                     e.model.clone(),
-                ])
-                .map_err(csv_err)?;
+                ])?;
             }
             w.flush().map_err(io)?;
         }
@@ -400,10 +446,8 @@ pub fn export(args: &ExportArgs) -> Result<u8> {
 
 /// `bench`.
 pub fn bench(args: &BenchArgs) -> Result<u8> {
-    let bundle = crate::segment::resolve_bundle(args.bundle.as_deref(), None)
-        .map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
-    let engine =
-        crate::segment::load(&bundle, args.threads).map_err(|e| Failure::new(EXIT_NO_MODEL, e))?;
+    let bundle = crate::segment::resolve_bundle(args.bundle.as_deref(), None)?;
+    let engine = crate::segment::load(&bundle, args.threads)?;
     let scratch: PathBuf =
         std::env::temp_dir().join(format!("papilla-bench-{}", std::process::id()));
     let opts = DecodeOptions { min_side: args.decode_min_side, ..Default::default() };
@@ -427,7 +471,7 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
     });
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&scratch);
-    let r = r.map_err(|e| Failure::new(EXIT_FAILED, e))?;
+    let r = r.map_err(DeviceError::Failed)?;
     if args.json {
         println!("{}", serde_json::to_string(&r).expect("a report serialises"));
     } else {
@@ -465,7 +509,7 @@ fn soak(
         let _ = std::io::stdout().flush();
     });
     let _ = std::fs::remove_dir_all(scratch);
-    let samples = samples.map_err(|e| Failure::new(EXIT_FAILED, e))?;
+    let samples = samples.map_err(DeviceError::Failed)?;
     let all_done = samples.last().is_some_and(|s| s.completed == n);
     Ok(if all_done { EXIT_OK } else { EXIT_FAILED })
 }

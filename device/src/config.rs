@@ -54,7 +54,7 @@ pub const DEFAULT_PATH: &str = "/etc/papilla/device.toml";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read the config: {source}", path.display())]
+    #[error("{}: cannot read the config", path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -1,7 +1,9 @@
-//! One exam, the same for `segment`, the service and `bench`: decode (scaled down when large)
-//! -> quality measures -> the shared runtime (locator, crop, segmenter, post-processing) ->
-//! mask back at the photograph's original size -> files to store.
+//! One exam, the same for `segment`, the service and `bench` ([`run`]): decode (scaled down
+//! when large) -> quality measures -> the shared runtime (locator, crop, segmenter,
+//! post-processing, the mask straight at the photograph's original size) -> files to store.
+//! The callers differ only in where the files go.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -9,51 +11,32 @@ use image::{ImageFormat, RgbImage};
 use papilla_shared::labels::LabelMap;
 use papilla_shared::metrics::Measurements;
 use papilla_shared::runtime::{Engine, Framing, RuntimeError};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::camera::Frame;
+use crate::config::QualityConfig;
 use crate::photo::{DecodeOptions, PhotoError, decode};
 use crate::quality::Quality;
+use crate::record::{ExamRecord, Findings, Times};
+use crate::store::ExamFile;
 
 #[derive(Debug, Error)]
 pub enum ExamError {
-    #[error("{}: {source}", name.display())]
+    #[error("{}", name.display())]
     Photo {
         name: std::path::PathBuf,
         #[source]
         source: PhotoError,
     },
-    #[error("{}: {source}", name.display())]
+    #[error("{}", name.display())]
     Model {
         name: std::path::PathBuf,
         #[source]
         source: RuntimeError,
     },
-}
-
-/// Milliseconds spent in each stage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Times {
-    pub decode_ms: f64,
-    pub quality_ms: f64,
-    pub preprocess_ms: f64,
-    pub inference_ms: f64,
-    pub postprocess_ms: f64,
-    pub encode_ms: f64,
-    pub store_ms: f64,
-}
-
-impl Times {
-    pub fn total_ms(&self) -> f64 {
-        self.decode_ms
-            + self.quality_ms
-            + self.preprocess_ms
-            + self.inference_ms
-            + self.postprocess_ms
-            + self.encode_ms
-            + self.store_ms
-    }
+    /// The quality gate or the missing disc (only with [`ExamOptions::gate`]).
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn ms(d: Duration) -> f64 {
@@ -86,7 +69,7 @@ pub struct Decoded {
 }
 
 /// Decodes one frame.
-pub fn decode_frame(frame: &Frame, decode_opts: &DecodeOptions) -> Result<Decoded, ExamError> {
+fn decode_frame(frame: &Frame, decode_opts: &DecodeOptions) -> Result<Decoded, ExamError> {
     let mut times = Times::default();
     let t = Instant::now();
     let (photo, original) = match frame {
@@ -102,7 +85,7 @@ pub fn decode_frame(frame: &Frame, decode_opts: &DecodeOptions) -> Result<Decode
 }
 
 /// Measures the quality of a decoded frame.
-pub fn measure_quality(d: &mut Decoded) -> Quality {
+fn measure_quality(d: &mut Decoded) -> Quality {
     let t = Instant::now();
     let q = Quality::measure(&d.photo);
     d.times.quality_ms = ms(t.elapsed());
@@ -110,7 +93,7 @@ pub fn measure_quality(d: &mut Decoded) -> Quality {
 }
 
 /// Segments a decoded frame framed as `framing` says; the mask comes back at the original size.
-pub fn segment_decoded(
+fn segment_decoded(
     engine: &Engine,
     d: Decoded,
     quality: Quality,
@@ -172,27 +155,6 @@ pub fn render(a: &mut Analysis) -> (Vec<u8>, Vec<u8>) {
     (mask, overlay)
 }
 
-/// What one exam found, as written into every record (`segment`'s and the service's).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Findings {
-    pub width: u32,
-    pub height: u32,
-    pub decoded_width: u32,
-    pub decoded_height: u32,
-    pub disc_found: bool,
-    pub vcdr: f64,
-    pub disc_area_px: u64,
-    pub cup_area_px: u64,
-    pub measurements: Measurements,
-    /// A disc was found and its vCDR reached the referral threshold.
-    pub refer: bool,
-    pub refer_vcdr: f64,
-    pub quality: Quality,
-    /// "name version" of the model bundle.
-    pub model: String,
-    pub times: Times,
-}
-
 impl Findings {
     pub fn of(a: &Analysis, refer_vcdr: f64, engine: &Engine) -> Self {
         let m = a.measurements;
@@ -216,35 +178,89 @@ impl Findings {
     }
 }
 
-/// The record of a stored exam (`record.json` in its folder).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ExamRecord {
-    pub id: u64,
-    /// UTC, ISO 8601.
-    pub time: String,
-    pub unix_ms: i64,
-    /// The photograph's name as captured.
-    pub source: String,
-    /// The photograph's file in the exam folder.
-    pub photo: String,
-    #[serde(flatten)]
-    pub findings: Findings,
+/// What [`run`] needs besides the model and the frame.
+#[derive(Clone, Copy, Debug)]
+pub struct ExamOptions<'a> {
+    pub decode: DecodeOptions,
+    pub framing: Framing,
+    pub refer_vcdr: f64,
+    /// The service's gate: a photograph it refuses, or one without a disc, ends the exam as
+    /// [`ExamError::Refused`] before (or instead of) rendering. `None` segments anything.
+    pub gate: Option<&'a QualityConfig>,
 }
 
-impl ExamRecord {
-    pub fn index_entry(&self) -> crate::store::IndexEntry {
-        crate::store::IndexEntry {
-            id: self.id,
-            unix_ms: self.unix_ms,
-            source: self.source.clone(),
-            outcome: crate::store::Outcome::Completed,
-            vcdr: self.findings.vcdr,
-            disc_area_px: self.findings.disc_area_px,
-            cup_area_px: self.findings.cup_area_px,
-            refer: self.findings.refer,
-            model: self.findings.model.clone(),
+/// One exam's results, ready for a sink: the store (service, bench) or a folder (segment).
+#[derive(Debug)]
+pub struct ExamOutput<'f> {
+    pub findings: Findings,
+    /// 8-bit BMP, 0 cup / 128 rim / 255 background, the photograph's original size.
+    pub mask: Vec<u8>,
+    /// PNG, the decoded size.
+    pub overlay: Vec<u8>,
+    /// The photograph as it is kept in the exam folder: its name there and its bytes (a file
+    /// frame's own bytes, a pixel frame encoded as PNG).
+    pub photo_name: String,
+    pub photo: Cow<'f, [u8]>,
+}
+
+impl ExamOutput<'_> {
+    /// The stored record of this exam.
+    pub fn record(&self, id: u64, unix_ms: i64, source: &str) -> ExamRecord {
+        ExamRecord {
+            id,
+            time: iso8601(unix_ms),
+            unix_ms,
+            source: source.to_owned(),
+            photo: self.photo_name.clone(),
+            findings: self.findings.clone(),
         }
     }
+
+    /// The exam folder's files, `record_json` the record's bytes.
+    pub fn files<'a>(&'a self, record_json: &'a [u8]) -> [ExamFile<'a>; 4] {
+        [
+            ExamFile { name: &self.photo_name, bytes: &self.photo },
+            ExamFile { name: "mask.bmp", bytes: &self.mask },
+            ExamFile { name: "overlay.png", bytes: &self.overlay },
+            ExamFile { name: "record.json", bytes: record_json },
+        ]
+    }
+}
+
+/// The exam, the one road of the service, `segment` and `bench`: decode (scaled down when
+/// large) -> quality measures (and the gate, if any) -> segmentation with the mask at the
+/// original size -> mask and overlay encoded -> findings. Storing is the caller's.
+pub fn run<'f>(
+    engine: &Engine,
+    frame: &'f Frame,
+    opts: &ExamOptions<'_>,
+) -> Result<ExamOutput<'f>, ExamError> {
+    let mut decoded = decode_frame(frame, &opts.decode)?;
+    // The gate runs before the model: a lens cap costs milliseconds, not an inference.
+    let quality = measure_quality(&mut decoded);
+    if let Some(reason) = opts.gate.and_then(|g| quality.refusal(g)) {
+        return Err(ExamError::Refused(reason));
+    }
+    let mut a = segment_decoded(engine, decoded, quality, frame.name(), opts.framing)?;
+    if opts.gate.is_some() && !a.disc_found {
+        return Err(ExamError::Refused("no optic disc found".into()));
+    }
+    let (mask, overlay) = render(&mut a);
+    let findings = Findings::of(&a, opts.refer_vcdr, engine);
+    let (photo_name, photo) = match frame {
+        Frame::File { name, bytes } => {
+            let ext =
+                name.extension().and_then(|e| e.to_str()).unwrap_or("jpg").to_ascii_lowercase();
+            (format!("photo.{ext}"), Cow::Borrowed(bytes.as_slice()))
+        }
+        // A pixel frame is decoded unscaled: the analysed photo is its pixels, moved out here
+        // rather than copied from the frame.
+        Frame::Pixels { .. } => (
+            "photo.png".to_owned(),
+            Cow::Owned(encode(std::mem::take(&mut a.photo).into(), ImageFormat::Png)),
+        ),
+    };
+    Ok(ExamOutput { findings, mask, overlay, photo_name, photo })
 }
 
 /// The file name of `path` as text.

@@ -5,7 +5,7 @@
 //! [`board`], [`clock::Clock`]), so the whole service runs in tests on any machine.
 //!
 //! Modules: [`config`] (TOML settings), [`camera`] (frame sources), [`board`] (button and
-//! LEDs), [`photo`] (safe decoding), [`quality`] (the quality gate), [`exam`] (one exam),
+//! LEDs), [`photo`] (safe decoding), [`quality`] (the quality gate), [`record`] (what an exam leaves, as data), [`exam`] (one exam),
 //! [`store`] (power-safe exam storage), [`slots`] (model updates), [`media`] (updates from a USB
 //! stick), [`service`] (the loop),
 //! [`segment`] (one-shot exams), [`bench`] (per-stage timings), [`soak`] (long runs).
@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub mod media;
 pub mod photo;
 pub mod quality;
+pub mod record;
 pub mod segment;
 pub mod service;
 pub mod slots;

@@ -37,9 +37,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(f) => {
-            eprintln!("papilla-device: error: {}", f.message);
-            ExitCode::from(f.code)
+        Err(e) => {
+            eprintln!("papilla-device: error: {}", papilla_shared::error::Chain(&e));
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -126,7 +126,7 @@ impl MediaWatch {
                     events.push(event);
                     break;
                 }
-                Err(e) => events.push(refused(e.to_string())),
+                Err(e) => events.push(refused(papilla_shared::error::chain(&e))),
             }
         }
         events

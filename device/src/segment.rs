@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use papilla_shared::bundle::Verification;
-use papilla_shared::runtime::{Engine, Framing, RuntimeError};
+use papilla_shared::runtime::{Engine, OpenError};
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::camera::Frame;
-use crate::exam::{ExamError, Findings, analyse, render};
-use crate::photo::DecodeOptions;
+use crate::exam::{ExamError, ExamOptions};
+use crate::record::Findings;
 use crate::store::{StoreError, write_atomic};
 
 /// Where the shipped model lives in the repository.
@@ -19,19 +19,15 @@ pub const SHIPPED_MODEL: &str = "models/papilla-default.papilla";
 
 #[derive(Debug, Error)]
 pub enum SegmentError {
-    #[error("{}: {what}: {source}", path.display())]
+    #[error("{}: {what}", path.display())]
     Io {
         path: PathBuf,
         what: &'static str,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
-    Model {
-        path: PathBuf,
-        #[source]
-        source: RuntimeError,
-    },
+    #[error(transparent)]
+    Model(#[from] OpenError),
     #[error(transparent)]
     Exam(#[from] ExamError),
     #[error(transparent)]
@@ -42,9 +38,9 @@ pub enum SegmentError {
     NoModel,
 }
 
-/// A one-shot exam; written as `<name>.json`.
+/// What `segment` wrote for one photograph; printed by `--json` and written as `<name>.json`.
 #[derive(Clone, Debug, Serialize)]
-pub struct ExamRecord {
+pub struct Segmented {
     pub image: PathBuf,
     pub mask: PathBuf,
     pub overlay: PathBuf,
@@ -77,13 +73,7 @@ pub fn resolve_bundle(
 
 /// Loads and verifies a bundle (integrity always; signatures when the bundle has one).
 pub fn load(path: &Path, threads: usize) -> Result<Engine, SegmentError> {
-    let bytes = std::fs::read(path).map_err(|source| SegmentError::Io {
-        path: path.to_owned(),
-        what: "cannot read the model bundle",
-        source,
-    })?;
-    Engine::from_bytes(&bytes, &Verification::integrity_only(), threads)
-        .map_err(|source| SegmentError::Model { path: path.to_owned(), source })
+    Ok(Engine::open(path, &Verification::integrity_only(), threads)?)
 }
 
 /// Segments one photograph and stores its results in `out`.
@@ -91,10 +81,8 @@ pub fn exam(
     engine: &Engine,
     image: &Path,
     out: &Path,
-    refer_vcdr: f64,
-    decode: &DecodeOptions,
-    framing: Framing,
-) -> Result<ExamRecord, SegmentError> {
+    opts: &ExamOptions<'_>,
+) -> Result<Segmented, SegmentError> {
     let start = std::time::Instant::now();
     let bytes = std::fs::read(image).map_err(|source| SegmentError::Io {
         path: image.to_owned(),
@@ -102,8 +90,7 @@ pub fn exam(
         source,
     })?;
     let frame = Frame::File { name: image.to_owned(), bytes };
-    let mut a = analyse(engine, &frame, decode, framing)?;
-    let (mask_bytes, overlay_bytes) = render(&mut a);
+    let done = crate::exam::run(engine, &frame, opts)?;
     std::fs::create_dir_all(out).map_err(|source| SegmentError::Io {
         path: out.to_owned(),
         what: "cannot create the output folder",
@@ -114,13 +101,13 @@ pub fn exam(
     let overlay = out.join(format!("{stem}_overlay.png"));
     let record_path = out.join(format!("{stem}.json"));
     let t = std::time::Instant::now();
-    write_atomic(&mask, &mask_bytes)?;
-    write_atomic(&overlay, &overlay_bytes)?;
-    let mut record = ExamRecord {
+    write_atomic(&mask, &done.mask)?;
+    write_atomic(&overlay, &done.overlay)?;
+    let mut record = Segmented {
         image: image.to_owned(),
         mask,
         overlay,
-        findings: Findings::of(&a, refer_vcdr, engine),
+        findings: done.findings,
         total_ms: 0.0,
     };
     record.findings.times.store_ms = t.elapsed().as_secs_f64() * 1e3;

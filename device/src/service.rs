@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use embedded_hal::digital::{InputPin, OutputPin};
+use papilla_shared::error::chain;
 use papilla_shared::runtime::{Engine, Framing};
 use serde::Serialize;
 
@@ -16,14 +17,11 @@ use crate::board::{Button, Led, Leds};
 use crate::camera::{Frame, FrameSource};
 use crate::clock::Clock;
 use crate::config::QualityConfig;
-pub use crate::exam::ExamRecord;
-use crate::exam::{
-    Findings, decode_frame, encode, file_name, iso8601, measure_quality, now_unix_ms, render,
-    segment_decoded,
-};
+use crate::exam::{ExamError, ExamOptions, file_name, now_unix_ms};
 use crate::media::{MediaEvent, MediaWatch};
 use crate::photo::DecodeOptions;
-use crate::store::{ExamFile, IndexEntry, Outcome, Store};
+use crate::record::{IndexEntry, Outcome};
+use crate::store::Store;
 
 /// Settings of the loop, from the config.
 #[derive(Clone, Debug)]
@@ -114,7 +112,7 @@ where
                     // A folder that cannot be read is not an exam: say so, light the error
                     // LED and look again later, without filling the index.
                     Err(e) => {
-                        tracing::error!(error = %e, "the camera folder cannot be read");
+                        tracing::error!(error = %chain(&e), "the camera folder cannot be read");
                         self.leds.show(&[Led::Ready, Led::Error]);
                         self.clock.sleep(self.options.poll.max(Duration::from_secs(1)));
                         continue;
@@ -190,7 +188,7 @@ where
         match self.source.next_frame() {
             Ok(Some(f)) => Ok(f),
             Ok(None) => Err("the camera gave no frame".into()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(chain(&e)),
         }
     }
 
@@ -226,7 +224,7 @@ where
             model: model_name(self.engine()),
         };
         if let Err(e) = self.store.note(&entry) {
-            tracing::error!(error = %e, "cannot record the failed exam");
+            tracing::error!(error = %chain(&e), "cannot record the failed exam");
         }
         ExamEvent { id, source, outcome, vcdr: None, refer: false, total_ms: 0.0 }
     }
@@ -234,60 +232,24 @@ where
     fn exam(&mut self, frame: &Frame) -> ExamEvent {
         let start = std::time::Instant::now();
         let source = file_name(frame.name());
-        let mut decoded = match decode_frame(frame, &self.options.decode) {
-            Ok(d) => d,
-            Err(e) => return self.record_failure(source, Outcome::Failed(e.to_string())),
+        let opts = ExamOptions {
+            decode: self.options.decode,
+            framing: Framing::Fundus,
+            refer_vcdr: self.options.refer_vcdr,
+            gate: Some(&self.options.quality),
         };
-        // The gate runs before the model: a lens cap costs milliseconds, not an inference.
-        let quality = measure_quality(&mut decoded);
-        if let Some(reason) = quality.refusal(&self.options.quality) {
-            return self.record_failure(source, Outcome::Refused(reason));
-        }
-        let mut a =
-            match segment_decoded(self.engine(), decoded, quality, frame.name(), Framing::Fundus) {
-                Ok(a) => a,
-                Err(e) => return self.record_failure(source, Outcome::Failed(e.to_string())),
-            };
-        if !a.disc_found {
-            return self.record_failure(source, Outcome::Refused("no optic disc found".into()));
-        }
-        let (mask, overlay) = render(&mut a);
-        let findings = Findings::of(&a, self.options.refer_vcdr, self.engine());
-        let (photo_name, photo_bytes) = match frame {
-            Frame::File { name, bytes } => {
-                let ext =
-                    name.extension().and_then(|e| e.to_str()).unwrap_or("jpg").to_ascii_lowercase();
-                (format!("photo.{ext}"), std::borrow::Cow::Borrowed(bytes.as_slice()))
+        let out = match crate::exam::run(self.engine(), frame, &opts) {
+            Ok(out) => out,
+            Err(ExamError::Refused(reason)) => {
+                return self.record_failure(source, Outcome::Refused(reason));
             }
-            // A pixel frame is decoded unscaled: the analysed photo is its pixels, moved out
-            // here rather than copied from the frame.
-            Frame::Pixels { .. } => (
-                "photo.png".to_owned(),
-                std::borrow::Cow::Owned(encode(
-                    std::mem::take(&mut a.photo).into(),
-                    image::ImageFormat::Png,
-                )),
-            ),
+            Err(e) => return self.record_failure(source, Outcome::Failed(chain(&e))),
         };
-        let unix_ms = now_unix_ms();
-        let mut record = ExamRecord {
-            id: self.store.next_id(),
-            time: iso8601(unix_ms),
-            unix_ms,
-            source: source.clone(),
-            photo: photo_name.clone(),
-            findings,
-        };
+        let mut record = out.record(self.store.next_id(), now_unix_ms(), &source);
         let t = std::time::Instant::now();
         // The record's own store time is unknown until stored: it holds everything before.
-        let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
-        let files = [
-            ExamFile { name: &photo_name, bytes: &photo_bytes },
-            ExamFile { name: "mask.bmp", bytes: &mask },
-            ExamFile { name: "overlay.png", bytes: &overlay },
-            ExamFile { name: "record.json", bytes: &json },
-        ];
-        match self.store.commit(&record.index_entry(), &files) {
+        let json = record.to_json();
+        match self.store.commit(&record.index_entry(), &out.files(&json)) {
             Ok(dir) => {
                 record.findings.times.store_ms = t.elapsed().as_secs_f64() * 1e3;
                 let ms = start.elapsed().as_secs_f64() * 1e3;
@@ -312,7 +274,9 @@ where
                     total_ms: start.elapsed().as_secs_f64() * 1e3,
                 }
             }
-            Err(e) => self.record_failure(source, Outcome::Failed(format!("not stored: {e}"))),
+            Err(e) => {
+                self.record_failure(source, Outcome::Failed(format!("not stored: {}", chain(&e))))
+            }
         }
     }
 }

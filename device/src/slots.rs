@@ -26,13 +26,13 @@ use crate::store::{StoreError, sync_dir, write_atomic};
 
 #[derive(Debug, Error)]
 pub enum SlotError {
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot load the model", path.display())]
     Model {
         path: PathBuf,
         #[source]
@@ -280,6 +280,7 @@ impl Slots {
                     });
                 }
                 Err(e) => {
+                    let e = papilla_shared::error::chain(&e);
                     tracing::error!(error = %e, "model slot unusable");
                     tried.push(format!("slot {}: {e}", slot.letter()));
                 }

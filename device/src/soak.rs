@@ -53,7 +53,7 @@ pub fn run(
     if !image.is_file() {
         return Err(format!("{}: not a readable file", image.display()));
     }
-    let mut store = Store::open(scratch, 0).map_err(|e| e.to_string())?;
+    let mut store = Store::open(scratch, 0).map_err(|e| papilla_shared::error::chain(&e))?;
     let index = scratch.join("exams").join("index.bin");
     let mut source = ReplaySource::new(vec![PathBuf::from(image); exams]);
     let options = ServiceOptions {
@@ -77,7 +77,7 @@ pub fn run(
     let every = every.max(1);
     service.run(|event| {
         done += 1;
-        completed += usize::from(event.outcome == crate::store::Outcome::Completed);
+        completed += usize::from(event.outcome == crate::record::Outcome::Completed);
         if done == 1 || done % every == 0 || done == exams {
             let sample = Sample {
                 exams: done,

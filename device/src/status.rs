@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::store::{IndexEntry, Outcome};
+use crate::record::{IndexEntry, Outcome};
 
 const DAY_MS: i64 = 86_400_000;
 

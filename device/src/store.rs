@@ -18,8 +18,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::record::{ExamRecord, IndexEntry};
 
 const MAGIC: &[u8; 8] = b"PPLIDX1\0";
 const FRAME_HEADER: usize = 8;
@@ -28,7 +29,7 @@ const MAX_ENTRY: usize = 1 << 20;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("{}: {what}: {source}", path.display())]
+    #[error("{}: {what}", path.display())]
     Io {
         path: PathBuf,
         what: &'static str,
@@ -46,34 +47,6 @@ pub enum StoreError {
 fn io(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + use<> {
     let path = path.to_owned();
     move |source| StoreError::Io { path, what, source }
-}
-
-/// How an exam ended.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Outcome {
-    /// Segmented and stored; its folder holds the files.
-    Completed,
-    /// The quality gate said no (the reason); nothing but this entry is stored.
-    Refused(String),
-    /// Capture, decoding, the model or storage failed (the error).
-    Failed(String),
-}
-
-/// One line of the index: enough to list and export exams without opening their folders.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct IndexEntry {
-    pub id: u64,
-    /// Milliseconds since the Unix epoch (UTC).
-    pub unix_ms: i64,
-    /// The photograph's original file name.
-    pub source: String,
-    pub outcome: Outcome,
-    pub vcdr: f64,
-    pub disc_area_px: u64,
-    pub cup_area_px: u64,
-    pub refer: bool,
-    /// "name version" of the model bundle.
-    pub model: String,
 }
 
 /// A file to put in an exam folder.
@@ -189,7 +162,7 @@ pub fn read_index(root: &Path) -> Result<Vec<IndexEntry>, StoreError> {
 /// The index entry an orphan folder's `record.json` (its contents) gives, if it parses and
 /// names the folder's own exam number.
 pub fn orphan_entry(record_json: &[u8], id: u64) -> Option<IndexEntry> {
-    serde_json::from_slice::<crate::service::ExamRecord>(record_json)
+    serde_json::from_slice::<ExamRecord>(record_json)
         .ok()
         .filter(|r| r.id == id)
         .map(|r| r.index_entry())
@@ -379,6 +352,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Outcome;
 
     fn entry(id: u64) -> IndexEntry {
         IndexEntry {

@@ -16,8 +16,9 @@ use papilla_device::board::{Button, Leds, NoPin};
 use papilla_device::camera::ReplaySource;
 use papilla_device::clock::ManualClock;
 use papilla_device::photo::{DecodeOptions, decode};
-use papilla_device::service::{ExamEvent, ExamRecord, Service};
-use papilla_device::store::{Outcome, Store};
+use papilla_device::record::{ExamRecord, Outcome};
+use papilla_device::service::{ExamEvent, Service};
+use papilla_device::store::Store;
 use papilla_shared::synth::{SynthParams, generate};
 
 use crate::common::*;

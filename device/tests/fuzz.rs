@@ -171,7 +171,8 @@ fn the_seed_corpus_is_parsed_as_it_should_be() {
 #[ignore = "writes fuzz/corpus; run after a format change"]
 fn write_the_fuzz_seed_corpus() {
     use image::{ImageFormat, Rgb, RgbImage};
-    use papilla_device::store::{IndexEntry, Outcome as Exam, Store};
+    use papilla_device::record::{IndexEntry, Outcome as Exam};
+    use papilla_device::store::Store;
     use papilla_shared::bundle::from_hex;
     use papilla_shared::labels::{Class, LabelMap};
 

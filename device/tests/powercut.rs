@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use papilla_device::service::ExamRecord;
+use papilla_device::record::{ExamRecord, Outcome};
 use papilla_device::slots::Slots;
-use papilla_device::store::{Outcome, Store, read_index};
+use papilla_device::store::{Store, read_index};
 use papilla_shared::bundle::Verification;
 use papilla_shared::synth::SplitMix64;
 

@@ -12,8 +12,9 @@ use papilla_device::camera::ReplaySource;
 use papilla_device::clock::{Clock, ManualClock};
 use papilla_device::config::QualityConfig;
 use papilla_device::photo::DecodeOptions;
-use papilla_device::service::{ExamEvent, ExamRecord, Service, ServiceOptions};
-use papilla_device::store::{Outcome, Store};
+use papilla_device::record::{ExamRecord, Outcome};
+use papilla_device::service::{ExamEvent, Service, ServiceOptions};
+use papilla_device::store::Store;
 
 use crate::common::*;
 
@@ -196,6 +197,85 @@ fn a_stop_request_finishes_the_exam_in_flight_and_turns_the_lights_off() {
     );
     drop(service);
     assert_eq!(store.entries().len(), 2);
+}
+
+/// A replay that raises the stop flag while it captures its `at`-th frame: SIGTERM arriving
+/// during capture, before the exam's inference and storing.
+struct StopDuringCapture {
+    inner: ReplaySource,
+    stop: Arc<AtomicBool>,
+    at: usize,
+    taken: usize,
+}
+
+impl papilla_device::camera::FrameSource for StopDuringCapture {
+    fn on_trigger(&self) -> bool {
+        self.inner.on_trigger()
+    }
+    fn next_frame(
+        &mut self,
+    ) -> Result<Option<papilla_device::camera::Frame>, papilla_device::camera::CaptureError> {
+        self.taken += 1;
+        if self.taken == self.at {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        self.inner.next_frame()
+    }
+    fn exhausted(&self) -> bool {
+        self.inner.exhausted()
+    }
+}
+
+#[test]
+fn a_stop_request_during_capture_still_commits_that_exam() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..4)
+        .map(|i| write(tmp.path(), &format!("{i}.jpg"), &synthetic_jpeg(10 + i, 400, 400)))
+        .collect();
+    let engine = papilla_device::segment::load(&shipped(), 1).unwrap();
+    let root = tmp.path().join("root");
+    let mut store = Store::open(&root, 0).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut source = StopDuringCapture {
+        inner: ReplaySource::new(files),
+        stop: Arc::clone(&stop),
+        at: 2,
+        taken: 0,
+    };
+    let mut service = Service {
+        engine: &engine,
+        store: &mut store,
+        source: &mut source,
+        button: None::<Button<papilla_device::board::NoPin>>,
+        leds: Leds::new([papilla_device::board::NoPin; 4], false),
+        clock: ManualClock::new(),
+        stop,
+        options: ServiceOptions {
+            decode: DecodeOptions::default(),
+            quality: QualityConfig::default(),
+            refer_vcdr: 0.6,
+            poll: Duration::from_millis(10),
+        },
+        media: None,
+    };
+    let mut events = Vec::new();
+    let summary = service.run(|e| events.push(e.clone()));
+    drop(service);
+    // The frame captured while the request arrived is examined and stored, then the loop ends.
+    assert_eq!(summary.completed, 2, "{events:?}");
+    assert_eq!(source.taken, 2, "no frame is captured after the request");
+    let entries = store.entries();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].source, "1.jpg");
+    assert_eq!(entries[1].outcome, Outcome::Completed);
+    let folder = store.exam_dir(entries[1].id);
+    let record: ExamRecord =
+        serde_json::from_slice(&std::fs::read(folder.join("record.json")).unwrap()).unwrap();
+    assert_eq!(record.source, "1.jpg");
+    assert!(folder.join("mask.bmp").is_file());
+    // And it survives a restart: the store reopens with both exams.
+    drop(store);
+    assert_eq!(Store::open(&root, 0).unwrap().entries().len(), 2);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use papilla_device::slots::{InstallPolicy, Slot, SlotError, Slots};
 use papilla_shared::bundle::Verification;
+use papilla_shared::error::chain;
 
 use crate::common::*;
 
@@ -59,7 +60,7 @@ fn bad_bundles_are_refused_and_nothing_changes() {
         let p = tmp.path().join(format!("{name}.papilla"));
         std::fs::write(&p, b).unwrap();
         let e = slots.install(&p, &trusting(1), 1).unwrap_err();
-        let msg = e.to_string();
+        let msg = chain(&e);
         assert!(msg.contains(&format!("{name}.papilla")), "{name}: {msg}");
         assert!(msg.to_lowercase().contains(why), "{name}: {msg}");
         assert_eq!(slots.current(), Some(Slot::A), "{name}");
@@ -93,7 +94,7 @@ fn a_corrupted_current_slot_falls_back_to_the_other_and_no_model_is_an_error() {
     assert_eq!(slots.current(), Some(Slot::A), "the pointer follows the fallback");
     // Both bad: a clear error that names both.
     std::fs::write(slots.path(Slot::A), b"junk").unwrap();
-    let e = slots.open(&trusting(1), 1).unwrap_err().to_string();
+    let e = chain(&slots.open(&trusting(1), 1).unwrap_err());
     assert!(e.contains("slot a") && e.contains("slot b"), "{e}");
 }
 
@@ -131,7 +132,7 @@ fn an_older_model_is_refused_unless_allowed_and_rollback_still_returns() {
     // Semver, not string order: 0.10.0 is newer than 0.9.1.
     assert_eq!(slots.install(&v0_10, &trusting(1), 1).unwrap(), Slot::B);
     let before = std::fs::read(slots.path(Slot::A)).unwrap();
-    let e = slots.install(&v0_9, &trusting(1), 1).unwrap_err().to_string();
+    let e = chain(&slots.install(&v0_9, &trusting(1), 1).unwrap_err());
     assert!(e.contains("0.9.1.papilla") && e.contains("older than the installed 0.10.0"), "{e}");
     assert!(e.contains("--allow-downgrade"), "{e}");
     assert_eq!(slots.current(), Some(Slot::B), "nothing changes");
@@ -140,7 +141,7 @@ fn an_older_model_is_refused_unless_allowed_and_rollback_still_returns() {
     assert_eq!(slots.install(&v0_10, &trusting(1), 1).unwrap(), Slot::A);
     assert_eq!(slots.install(&v1, &trusting(1), 1).unwrap(), Slot::B);
     // A release candidate precedes its release.
-    assert!(slots.install(&rc, &trusting(1), 1).unwrap_err().to_string().contains("older"));
+    assert!(chain(&slots.install(&rc, &trusting(1), 1).unwrap_err()).contains("older"));
     let allow = InstallPolicy { allow_downgrade: true, newer_only: false };
     assert_eq!(slots.install_with(&v0_9, &trusting(1), 1, allow).unwrap().0, Slot::A);
     assert_eq!(slots.current_version().as_deref(), Some("0.9.1"));
@@ -150,6 +151,6 @@ fn an_older_model_is_refused_unless_allowed_and_rollback_still_returns() {
     // A version that is not semver cannot be ordered: refused, with the way out named.
     let odd = tmp.path().join("odd.papilla");
     std::fs::write(&odd, signed_version("spring-2027", &key(1))).unwrap();
-    let e = slots.install(&odd, &trusting(1), 1).unwrap_err().to_string();
+    let e = chain(&slots.install(&odd, &trusting(1), 1).unwrap_err());
     assert!(e.contains("cannot tell") && e.contains("--allow-downgrade"), "{e}");
 }

@@ -58,12 +58,8 @@ pub enum AppError {
         run.display()
     )]
     NotASecondStage { run: PathBuf },
-    #[error("{}: {source}", path.display())]
-    Engine {
-        path: PathBuf,
-        #[source]
-        source: papilla_shared::runtime::RuntimeError,
-    },
+    #[error(transparent)]
+    Open(#[from] papilla_shared::runtime::OpenError),
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error(transparent)]
@@ -240,13 +236,7 @@ pub fn is_bundle(model: &Path) -> bool {
 
 /// Loads a bundle for host use: hashes checked, signatures accepted when valid.
 pub fn load_engine(path: &Path, threads: usize) -> Result<Engine, AppError> {
-    let bytes = std::fs::read(path).map_err(|source| AppError::Io {
-        path: path.to_owned(),
-        what: "cannot read the model bundle",
-        source,
-    })?;
-    Engine::from_bytes(&bytes, &Verification::integrity_only(), threads)
-        .map_err(|source| AppError::Engine { path: path.to_owned(), source })
+    Ok(Engine::open(path, &Verification::integrity_only(), threads)?)
 }
 
 /// Segments `photos` with `engine` on `threads` workers (tract single-threaded in each).

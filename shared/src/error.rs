@@ -91,3 +91,41 @@ pub enum BundleError {
     #[error("bundle is not signed, and only signed bundles are accepted")]
     Unsigned,
 }
+
+/// An error and its causes on one line, `outer: cause: root cause`: how a binary prints an
+/// error once. Messages hold their own context only; the cause is in `source()`.
+#[derive(Debug)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+/// [`Chain`] as a `String`, for records and logs that keep the message.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    Chain(e).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Error)]
+    #[error("x.papilla: cannot read the model bundle")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_prints_each_cause_once() {
+        let e = Outer(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"));
+        assert_eq!(chain(&e), "x.papilla: cannot read the model bundle: no such file");
+        assert_eq!(chain(&BundleError::BadMagic), BundleError::BadMagic.to_string());
+    }
+}

@@ -36,6 +36,23 @@ pub enum RuntimeError {
     Framing(String),
 }
 
+/// A bundle file that cannot be opened: which file, and why (the cause in `source()`).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{}: cannot read the model bundle", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: cannot load the model bundle", path.display())]
+    Load {
+        path: std::path::PathBuf,
+        #[source]
+        source: RuntimeError,
+    },
+}
+
 /// The paddings a disc-centred crop may have, in multiples of its longer side.
 pub const DISC_CENTRED_PADS: std::ops::RangeInclusive<f32> = 1.0..=8.0;
 
@@ -181,6 +198,19 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Reads the bundle file at `path`, verifies it as `verification` says and loads it: the
+    /// one loader of host and device.
+    pub fn open(
+        path: &std::path::Path,
+        verification: &Verification,
+        threads: usize,
+    ) -> Result<Self, OpenError> {
+        let bytes = std::fs::read(path)
+            .map_err(|source| OpenError::Read { path: path.to_owned(), source })?;
+        Self::from_bytes(&bytes, verification, threads)
+            .map_err(|source| OpenError::Load { path: path.to_owned(), source })
+    }
+
     /// Reads, verifies and loads a bundle; `threads` for tract's matrix products.
     pub fn from_bytes(
         bytes: &[u8],

@@ -361,14 +361,13 @@ fn device_segment_writes_mask_overlay_and_record_and_survives_a_bad_photo() {
     let engine = papilla_device::segment::load(&bundle, 1).unwrap();
     let out = f.root.join("exams");
     let exam = |photo: &Path| {
-        papilla_device::segment::exam(
-            &engine,
-            photo,
-            &out,
-            0.6,
-            &Default::default(),
-            Framing::Fundus,
-        )
+        let opts = papilla_device::exam::ExamOptions {
+            decode: Default::default(),
+            framing: Framing::Fundus,
+            refer_vcdr: 0.6,
+            gate: None,
+        };
+        papilla_device::segment::exam(&engine, photo, &out, &opts)
     };
     let photo = f.root.join("photo.png");
     let s = generate(&SynthParams::random(120, 100, 11));

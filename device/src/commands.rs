@@ -112,7 +112,11 @@ fn verification(cfg: &DeviceConfig, path: &Path) -> Result<papilla_shared::bundl
 }
 
 fn decode_options(cfg: &DeviceConfig) -> DecodeOptions {
-    DecodeOptions { min_side: cfg.storage.decode_min_side, max_pixels: cfg.storage.max_pixels }
+    DecodeOptions {
+        min_side: cfg.storage.decode_min_side,
+        max_pixels: cfg.storage.max_pixels,
+        ..DecodeOptions::default()
+    }
 }
 
 /// `segment`: exit 0 when every photograph was segmented, 1 when any failed (the rest still run).

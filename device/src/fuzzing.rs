@@ -67,13 +67,19 @@ pub fn config(data: &[u8]) -> Outcome {
 }
 
 /// A photograph, named as a JPEG and as a PNG (the name decides which decoder may run), with
-/// the device's default IDCT scaling and a 16-megapixel limit (a fundus camera's sensor; the
+/// the device's default IDCT scaling, and read as the host reads a data set; a 16-megapixel limit (a fundus camera's sensor; the
 /// limit keeps one input's work bounded for the fuzzer).
 pub fn photo(data: &[u8]) -> Outcome {
-    let opts = DecodeOptions { min_side: 640, max_pixels: 16_000_000 };
+    let opts = DecodeOptions { min_side: 640, max_pixels: 16_000_000, ..DecodeOptions::default() };
     let png = decode(data, Path::new("fuzz.png"), &opts);
     let jpeg = decode(data, Path::new("fuzz.jpg"), &opts);
-    for p in [&png, &jpeg].into_iter().flatten() {
+    // And as the host reads a data set: by content, JPEG, PNG or BMP, colours converted.
+    let host = DecodeOptions { max_pixels: 16_000_000, ..DecodeOptions::data_set() };
+    let data_set = decode(data, Path::new("fuzz"), &host);
+    if let Ok(p) = &data_set {
+        assert_eq!(p.image.dimensions(), p.original, "a data set's photograph is not scaled");
+    }
+    for p in [&png, &jpeg, &data_set].into_iter().flatten() {
         let (w, h) = p.original;
         assert!(p.image.width() <= w && p.image.height() <= h, "decoded larger than declared");
     }

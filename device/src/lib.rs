@@ -20,7 +20,8 @@ pub mod config;
 pub mod exam;
 pub mod fuzzing;
 pub mod media;
-pub mod photo;
+/// The shared photograph decoder, with the camera's options as its default.
+pub use papilla_shared::photo;
 pub mod quality;
 pub mod record;
 pub mod segment;

@@ -164,7 +164,11 @@ fn bad_photographs_get_their_documented_outcomes_and_the_loop_goes_on() {
         leds: Leds::new(pins, false),
         clock: clock.clone(),
         stop: Arc::new(AtomicBool::new(false)),
-        options: replay_options(DecodeOptions { min_side: 256, max_pixels: 50_000_000 }),
+        options: replay_options(DecodeOptions {
+            min_side: 256,
+            max_pixels: 50_000_000,
+            ..Default::default()
+        }),
         media: None,
     };
     let summary = service.run(|e| events.push(e.clone()));
@@ -240,7 +244,7 @@ fn bad_photographs_get_their_documented_outcomes_and_the_loop_goes_on() {
 #[test]
 fn exif_orientation_turns_the_photograph_and_its_size() {
     let img = RgbImage::from_fn(40, 20, |x, y| image::Rgb([(x * 6) as u8, (y * 12) as u8, 0]));
-    let opts = DecodeOptions { min_side: 0, max_pixels: 1 << 20 };
+    let opts = DecodeOptions { min_side: 0, max_pixels: 1 << 20, ..Default::default() };
     let name = Path::new("p.jpg");
     for (orientation, size) in [(1, (40, 20)), (3, (40, 20)), (6, (20, 40)), (8, (20, 40))] {
         let bytes = jpeg_with(

@@ -67,7 +67,11 @@ fn service_stores_good_exams_refuses_bad_photos_and_lights_the_leds() {
         leds: Leds::new(pins, false),
         clock: clock.clone(),
         stop: Arc::new(AtomicBool::new(false)),
-        options: replay_options(DecodeOptions { min_side: 256, max_pixels: 50_000_000 }),
+        options: replay_options(DecodeOptions {
+            min_side: 256,
+            max_pixels: 50_000_000,
+            ..Default::default()
+        }),
         media: None,
     };
     let summary = service.run(|e| events.push(e.clone()));

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use image::RgbImage;
 use papilla_shared::labels::{Class, LabelMap, MaskRole};
+use papilla_shared::photo::DecodeOptions;
 use papilla_shared::preprocess::{Geometry, PreprocessConfig, Rect, Resized, mirror_index, resize};
 use papilla_shared::synth::SplitMix64;
 use thiserror::Error;
@@ -273,54 +274,27 @@ impl LoadReport {
     }
 }
 
-/// Decodes a photograph with decoder limits, as 8-bit RGB; reports a colour conversion.
+/// Decodes a data set's photograph (the shared decoder, by content, as stored), as 8-bit RGB;
+/// reports a colour conversion.
 pub fn read_image(path: &Path) -> Result<(RgbImage, Option<String>), String> {
-    let reader = limited_reader(path)?;
-    let img = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
-    to_rgb(img)
-}
-
-/// A reader of the image at `path` with its format guessed from the bytes and the size and
-/// allocation limits set, so a hostile file is refused before its pixels are decoded.
-fn limited_reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>, String> {
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| format!("cannot open: {e}"))?
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(1 << 30);
-    reader.limits(limits);
-    if reader.format().is_none() {
-        return Err("not a recognised image format".into());
-    }
-    Ok(reader)
+    read_with(path, &host_options(DecodeOptions::data_set()))
 }
 
 /// [`read_image`] with the EXIF orientation applied, as the camera's decoder does: a
 /// photograph to segment, with no mask drawn on its stored pixels.
 pub fn read_photo_oriented(path: &Path) -> Result<(RgbImage, Option<String>), String> {
-    use image::ImageDecoder;
-    let reader = limited_reader(path)?;
-    let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
-    let orientation = decoder.orientation().map_err(|e| format!("cannot read EXIF: {e}"))?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
-    img.apply_orientation(orientation);
-    to_rgb(img)
+    read_with(path, &host_options(DecodeOptions::photograph()))
 }
 
-fn to_rgb(img: DynamicImage) -> Result<(RgbImage, Option<String>), String> {
-    if img.width() == 0 || img.height() == 0 {
-        return Err("the image is empty".into());
-    }
-    Ok(match img {
-        DynamicImage::ImageRgb8(rgb) => (rgb, None),
-        other => {
-            let mode = format!("{:?}", other.color());
-            (other.to_rgb8(), Some(mode))
-        }
-    })
+/// The host's limit: no side over [`MAX_SIDE`] (as pixels).
+fn host_options(o: DecodeOptions) -> DecodeOptions {
+    DecodeOptions { max_pixels: u64::from(MAX_SIDE) * u64::from(MAX_SIDE), ..o }
+}
+
+fn read_with(path: &Path, opts: &DecodeOptions) -> Result<(RgbImage, Option<String>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let photo = papilla_shared::photo::decode(&bytes, path, opts).map_err(|e| e.to_string())?;
+    Ok((photo.image, photo.converted))
 }
 
 fn read_grey_mask(path: &Path, role: MaskRole) -> Result<papilla_shared::DecodedMask, String> {

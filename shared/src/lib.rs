@@ -14,6 +14,7 @@ pub mod error;
 pub mod labels;
 pub mod metrics;
 pub mod overlay;
+pub mod photo;
 pub mod postprocess;
 pub mod preprocess;
 #[cfg(feature = "runtime")]

@@ -1,7 +1,10 @@
-//! Reading a photograph safely: the file's name and content must agree, the size is checked
-//! before any pixel is decoded, greyscale and 16-bit images are refused, a cut-off JPEG is
-//! refused, and a large JPEG is decoded already scaled down (the IDCT at 1/2, 1/4 or 1/8),
-//! which is most of what makes an exam fast on a 12-megapixel camera.
+//! The one photograph decoder of host and device (bytes in, no file I/O): the size is checked
+//! before any pixel is decoded, a cut-off JPEG is refused, the EXIF orientation is applied, and
+//! a large JPEG is decoded already scaled down (the IDCT at 1/2, 1/4 or 1/8), which is most of
+//! what makes an exam fast on a 12-megapixel camera. Host and device differ only by
+//! [`DecodeOptions`]: the camera's (the default) wants a name that agrees with the content and
+//! 8-bit RGB; a data set's ([`DecodeOptions::data_set`]) takes JPEG, PNG or BMP by content and
+//! converts grey, 16-bit and CMYK images to 8-bit RGB, saying so.
 
 use std::path::Path;
 
@@ -14,6 +17,8 @@ use thiserror::Error;
 pub enum PhotoError {
     #[error("empty file")]
     Empty,
+    #[error("not a JPEG, PNG or BMP image")]
+    Unknown,
     #[error("unsupported extension {0:?}: expected .jpg, .jpeg or .png")]
     Extension(String),
     #[error("named as {named} but the content is {found}")]
@@ -30,18 +35,48 @@ pub enum PhotoError {
     Decode(String),
 }
 
-/// Limits for decoding.
+/// Limits and policy of decoding.
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeOptions {
     /// A JPEG is decoded at the smallest IDCT scale whose shorter side is still this long.
     /// 0 decodes at full size.
     pub min_side: u32,
     pub max_pixels: u64,
+    /// Grey, 16-bit and CMYK images: refused (a camera must deliver 8-bit RGB), or converted
+    /// to 8-bit RGB and reported in [`Photo::converted`] (data sets).
+    pub convert_colour: bool,
+    /// The file's extension must be .jpg/.jpeg/.png and agree with the content (the camera);
+    /// otherwise the content alone decides, JPEG, PNG or BMP (data sets).
+    pub by_name: bool,
+    /// Turn the pixels as the EXIF orientation says. Off for a data set's photographs, whose
+    /// masks were drawn on the stored pixels.
+    pub orient: bool,
 }
 
 impl Default for DecodeOptions {
+    /// The camera's: 8-bit RGB JPEG or PNG named as what it is, at full size.
     fn default() -> Self {
-        Self { min_side: 0, max_pixels: 100_000_000 }
+        Self {
+            min_side: 0,
+            max_pixels: 100_000_000,
+            convert_colour: false,
+            by_name: true,
+            orient: true,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// A data set's photographs (training, evaluation): by content, colour converted, stored
+    /// pixels as they are.
+    pub fn data_set() -> Self {
+        Self { convert_colour: true, by_name: false, orient: false, ..Self::default() }
+    }
+
+    /// A photograph to segment on the host: as a data set's, but turned as its EXIF says,
+    /// as the camera's decoder does.
+    pub fn photograph() -> Self {
+        Self { orient: true, ..Self::data_set() }
     }
 }
 
@@ -52,6 +87,8 @@ pub struct Photo {
     pub image: RgbImage,
     /// The original size in pixels: masks are written at this size.
     pub original: (u32, u32),
+    /// The colour mode converted to 8-bit RGB, if it was not that ([`DecodeOptions::convert_colour`]).
+    pub converted: Option<String>,
 }
 
 /// Which format a file name promises.
@@ -69,20 +106,29 @@ pub fn decode(bytes: &[u8], name: &Path, opts: &DecodeOptions) -> Result<Photo, 
     if bytes.is_empty() {
         return Err(PhotoError::Empty);
     }
-    let named = format_from_name(name)?;
-    let found = image::guess_format(bytes).map_err(|_| PhotoError::Mismatch {
-        named: format_name(named),
-        found: "not an image".into(),
-    })?;
-    if found != named {
-        return Err(PhotoError::Mismatch {
-            named: format_name(named),
-            found: format!("{found:?}"),
-        });
+    let found = image::guess_format(bytes).ok();
+    if opts.by_name {
+        let named = format_from_name(name)?;
+        match found {
+            Some(f) if f == named => {}
+            Some(f) => {
+                return Err(PhotoError::Mismatch {
+                    named: format_name(named),
+                    found: format!("{f:?}"),
+                });
+            }
+            None => {
+                return Err(PhotoError::Mismatch {
+                    named: format_name(named),
+                    found: "not an image".into(),
+                });
+            }
+        }
     }
     match found {
-        ImageFormat::Jpeg => decode_jpeg(bytes, opts),
-        _ => decode_png(bytes, opts),
+        Some(ImageFormat::Jpeg) => decode_jpeg(bytes, opts),
+        Some(f @ (ImageFormat::Png | ImageFormat::Bmp)) => decode_other(bytes, f, opts),
+        _ => Err(PhotoError::Unknown),
     }
 }
 
@@ -118,6 +164,8 @@ fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> 
     check_size(w, h, opts)?;
     match info.pixel_format {
         PixelFormat::RGB24 => {}
+        // Grey and CMYK for a data set: the image crate's decoder converts them.
+        _ if opts.convert_colour => return decode_other(bytes, ImageFormat::Jpeg, opts),
         PixelFormat::L8 | PixelFormat::L16 => return Err(PhotoError::Greyscale),
         PixelFormat::CMYK32 => return Err(PhotoError::Format("CMYK JPEG".into())),
     }
@@ -131,16 +179,21 @@ fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> 
     let info = d.info().ok_or_else(|| PhotoError::Decode("no frame header".into()))?;
     let image = RgbImage::from_raw(u32::from(info.width), u32::from(info.height), pixels)
         .ok_or_else(|| PhotoError::Decode("pixel buffer of the wrong length".into()))?;
-    let orientation = d.exif_data().and_then(Orientation::from_exif_chunk);
-    Ok(oriented(image, (w, h), orientation))
+    let orientation = d.exif_data().and_then(Orientation::from_exif_chunk).filter(|_| opts.orient);
+    Ok(oriented(image, (w, h), orientation, None))
 }
 
 /// The photograph turned as its EXIF orientation says (a camera held on its side writes the
 /// pixels unturned and the turn in EXIF), so the mask and the overlay are drawn the way a
 /// viewer shows the photograph; `original` turns with it.
-fn oriented(image: RgbImage, (w, h): (u32, u32), orientation: Option<Orientation>) -> Photo {
+fn oriented(
+    image: RgbImage,
+    (w, h): (u32, u32),
+    orientation: Option<Orientation>,
+    converted: Option<String>,
+) -> Photo {
     let Some(orientation) = orientation.filter(|o| *o != Orientation::NoTransforms) else {
-        return Photo { image, original: (w, h) };
+        return Photo { image, original: (w, h), converted };
     };
     let mut turned = image::DynamicImage::ImageRgb8(image);
     turned.apply_orientation(orientation);
@@ -151,29 +204,50 @@ fn oriented(image: RgbImage, (w, h): (u32, u32), orientation: Option<Orientation
             | Orientation::Rotate90FlipH
             | Orientation::Rotate270FlipH
     );
-    Photo { image: turned.into_rgb8(), original: if quarter { (h, w) } else { (w, h) } }
+    let original = if quarter { (h, w) } else { (w, h) };
+    Photo { image: turned.into_rgb8(), original, converted }
 }
 
-fn decode_png(bytes: &[u8], opts: &DecodeOptions) -> Result<Photo, PhotoError> {
+/// PNG and BMP, and the JPEGs jpeg-decoder leaves to the image crate (grey, CMYK) for a data
+/// set, with the allocation limited.
+fn decode_other(
+    bytes: &[u8],
+    format: ImageFormat,
+    opts: &DecodeOptions,
+) -> Result<Photo, PhotoError> {
     use image::{ColorType, ImageDecoder};
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(opts.max_pixels.saturating_mul(4));
-    let mut d = image::codecs::png::PngDecoder::new(std::io::Cursor::new(bytes))
-        .map_err(|e| PhotoError::Decode(e.to_string()))?;
+    let cursor = std::io::Cursor::new(bytes);
+    let decode = |e: image::ImageError| PhotoError::Decode(e.to_string());
+    let mut d: Box<dyn ImageDecoder + '_> = match format {
+        ImageFormat::Png => Box::new(image::codecs::png::PngDecoder::new(cursor).map_err(decode)?),
+        ImageFormat::Bmp => Box::new(image::codecs::bmp::BmpDecoder::new(cursor).map_err(decode)?),
+        _ => Box::new(image::codecs::jpeg::JpegDecoder::new(cursor).map_err(decode)?),
+    };
     let (w, h) = d.dimensions();
     check_size(w, h, opts)?;
-    d.set_limits(limits).map_err(|e| PhotoError::Decode(e.to_string()))?;
-    match d.color_type() {
-        ColorType::Rgb8 | ColorType::Rgba8 => {}
-        ColorType::L8 | ColorType::La8 => return Err(PhotoError::Greyscale),
-        ColorType::L16 | ColorType::La16 => return Err(PhotoError::Greyscale),
-        other => return Err(PhotoError::Format(format!("{other:?} PNG"))),
+    d.set_limits(limits).map_err(decode)?;
+    let colour = d.color_type();
+    let converted = match colour {
+        ColorType::Rgb8 | ColorType::Rgba8 => None,
+        other if opts.convert_colour => Some(format!("{other:?}")),
+        ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16 => {
+            return Err(PhotoError::Greyscale);
+        }
+        other => return Err(PhotoError::Format(format!("{other:?} {}", format_label(format)))),
+    };
+    let orientation = if opts.orient { d.orientation().ok() } else { None };
+    let image = image::DynamicImage::from_decoder(d).map_err(decode)?.to_rgb8();
+    Ok(oriented(image, (w, h), orientation, converted))
+}
+
+fn format_label(f: ImageFormat) -> &'static str {
+    match f {
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::Bmp => "BMP",
+        _ => "PNG",
     }
-    let orientation = d.orientation().ok();
-    let image = image::DynamicImage::from_decoder(d)
-        .map_err(|e| PhotoError::Decode(e.to_string()))?
-        .to_rgb8();
-    Ok(oriented(image, (w, h), orientation))
 }
 
 #[cfg(test)]
@@ -218,6 +292,39 @@ pub(crate) mod tests {
             .write_to(&mut gj, ImageFormat::Jpeg)
             .unwrap();
         assert_eq!(err(gj.get_ref(), "g.jpg"), PhotoError::Greyscale);
+    }
+
+    #[test]
+    fn a_data_set_photograph_is_read_by_content_and_converted_to_rgb() {
+        let opts = DecodeOptions::data_set();
+        let read = |bytes: &[u8], name: &str| decode(bytes, Path::new(name), &opts);
+        // Grey (8- and 16-bit) is converted, and the conversion reported.
+        let grey = png(DynamicImage::ImageLuma8(GrayImage::from_pixel(8, 6, image::Luma([77]))));
+        let p = read(&grey, "g.png").unwrap();
+        assert_eq!(p.converted.as_deref(), Some("L8"));
+        assert_eq!((p.image.dimensions(), p.image.get_pixel(3, 3).0), ((8, 6), [77, 77, 77]));
+        let deep: ImageBuffer<Rgb<u16>, Vec<u16>> =
+            ImageBuffer::from_pixel(4, 4, Rgb([65535, 0, 0]));
+        let p = read(&png(DynamicImage::ImageRgb16(deep)), "d.png").unwrap();
+        assert_eq!(
+            (p.converted.as_deref(), p.image.get_pixel(0, 0).0),
+            (Some("Rgb16"), [255, 0, 0])
+        );
+        // By content: a JPEG named .png, and a BMP (REFUGE's masks' format) both decode.
+        let j = jpeg(64, 48);
+        assert_eq!(read(&j, "mislabelled.png").unwrap().image.dimensions(), (64, 48));
+        let mut bmp = std::io::Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(RgbImage::from_pixel(5, 3, Rgb([1, 2, 3])))
+            .write_to(&mut bmp, ImageFormat::Bmp)
+            .unwrap();
+        let p = read(bmp.get_ref(), "x.bmp").unwrap();
+        assert_eq!((p.converted, p.image.get_pixel(4, 2).0), (None, [1, 2, 3]));
+        // The camera's default refuses what the data-set reading accepts.
+        assert_eq!(err(&grey, "g.png"), PhotoError::Greyscale);
+        assert!(matches!(err(bmp.get_ref(), "x.bmp"), PhotoError::Extension(_)));
+        // Still refused by both: a cut-off JPEG and what is no image at all.
+        assert_eq!(read(&j[..j.len() / 2], "a.jpg").unwrap_err(), PhotoError::Truncated);
+        assert_eq!(read(b"hello world", "a.jpg").unwrap_err(), PhotoError::Unknown);
     }
 
     #[test]

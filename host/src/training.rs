@@ -126,11 +126,13 @@ pub fn true_vcdr(samples: &[Sample]) -> Vec<f64> {
 }
 
 impl TrainingConfig {
-    /// Learning rate at optimiser step `step`: linear warm-up, then cosine decay to zero at
-    /// `epochs`, both counted from `cycle_start`.
-    pub fn lr_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
+    /// Learning rate at batch `batch` of the epoch after `completed` epochs: linear warm-up,
+    /// then cosine decay to zero at `epochs`, both counted from `cycle_start`. The position is
+    /// taken from the epoch, not from a running step count, because a resumed run may draw
+    /// more or fewer batches per epoch than before (data added or removed).
+    pub fn lr_at(&self, completed: usize, batch: usize, steps_per_epoch: usize) -> f64 {
         let start = self.cycle_start.min(self.epochs) * steps_per_epoch;
-        let step = step.saturating_sub(start);
+        let step = (completed * steps_per_epoch + batch).saturating_sub(start);
         let total = (self.epochs * steps_per_epoch - start).max(1);
         let warm = (self.warmup_epochs * steps_per_epoch).min(total);
         if step < warm {
@@ -582,7 +584,7 @@ pub fn train(
         shuffle(&mut order, &mut rng);
         let started = Instant::now();
         let (mut loss_sum, mut seen) = (0f64, 0usize);
-        let mut lr = config.lr_at(state.step, steps_per_epoch);
+        let mut lr = config.lr_at(state.epoch, 0, steps_per_epoch);
         let label = format!("epoch {epoch}/{}", config.epochs);
         progress.begin(Bar::Main, &label, steps_per_epoch as u64);
         for (b, batch) in order.chunks(config.batch_size.max(1)).enumerate() {
@@ -612,7 +614,7 @@ pub fn train(
                 return Err(TrainError::Diverged(value, epoch));
             }
             let grads = GradientsParams::from_grads(l.backward(), &model);
-            lr = config.lr_at(state.step, steps_per_epoch);
+            lr = config.lr_at(state.epoch, b, steps_per_epoch);
             model = optim.step(lr, model, grads);
             state.step += 1;
             loss_sum += value * batch.len() as f64;
@@ -743,21 +745,34 @@ mod tests {
     fn warm_up_then_cosine_to_zero() {
         let c = cfg().with_epochs(20).with_warmup_epochs(2).with_lr(0.01);
         // 10 steps per epoch: warm-up over 20 steps
-        assert!((c.lr_at(0, 10) - 0.0005).abs() < 1e-12);
-        assert!((c.lr_at(19, 10) - 0.01).abs() < 1e-12);
-        assert!((c.lr_at(20, 10) - 0.01).abs() < 1e-12);
-        assert!((c.lr_at(110, 10) - 0.005).abs() < 1e-9, "half-way through the cosine");
-        assert!(c.lr_at(199, 10) < 1e-5);
+        assert!((c.lr_at(0, 0, 10) - 0.0005).abs() < 1e-12);
+        assert!((c.lr_at(1, 9, 10) - 0.01).abs() < 1e-12);
+        assert!((c.lr_at(2, 0, 10) - 0.01).abs() < 1e-12);
+        assert!((c.lr_at(11, 0, 10) - 0.005).abs() < 1e-9, "half-way through the cosine");
+        assert!(c.lr_at(19, 9, 10) < 1e-5);
     }
 
     #[test]
     fn a_warm_restart_runs_its_own_warm_up_and_cosine() {
         let c = cfg().with_epochs(20).with_warmup_epochs(1).with_lr(0.01).with_cycle_start(10);
         // 10 steps per epoch; the cycle is epochs 11-20
-        assert!((c.lr_at(100, 10) - 0.001).abs() < 1e-12, "first warm-up step");
-        assert!((c.lr_at(109, 10) - 0.01).abs() < 1e-12, "peak");
-        assert!((c.lr_at(155, 10) - 0.005).abs() < 1e-9, "half-way through the cosine");
-        assert!(c.lr_at(199, 10) < 1e-5);
+        assert!((c.lr_at(10, 0, 10) - 0.001).abs() < 1e-12, "first warm-up step");
+        assert!((c.lr_at(10, 9, 10) - 0.01).abs() < 1e-12, "peak");
+        assert!((c.lr_at(15, 5, 10) - 0.005).abs() < 1e-9, "half-way through the cosine");
+        assert!(c.lr_at(19, 9, 10) < 1e-5);
+    }
+
+    #[test]
+    fn a_restart_on_more_data_follows_its_own_epochs_not_the_old_step_count() {
+        // Seen on a real run: 36 epochs of 189 batches, then a restart at lr 0.001 with a third
+        // data set (314 batches an epoch). Counting steps made every batch of the new cycle sit
+        // "before" its start, stuck at the first warm-up rate (3.2e-6) for 8 epochs.
+        let c = cfg().with_epochs(54).with_warmup_epochs(1).with_lr(0.001).with_cycle_start(36);
+        assert!((c.lr_at(36, 0, 314) - 0.001 / 314.0).abs() < 1e-12, "first warm-up step");
+        assert!((c.lr_at(36, 313, 314) - 0.001).abs() < 1e-12, "peak after one epoch");
+        let mid = c.lr_at(45, 157, 314);
+        assert!(mid > 0.0004 && mid < 0.0006, "about half-way through the cosine: {mid}");
+        assert!(c.lr_at(53, 313, 314) < 1e-7);
     }
 
     #[test]

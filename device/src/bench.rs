@@ -78,7 +78,12 @@ pub fn run(
     let mut store = Store::open(scratch, 0).map_err(|e| chain(&e))?;
     let mut all: Vec<Times> = Vec::new();
     let mut dims = ((0, 0), (0, 0));
-    let exam = ExamOptions { decode: *opts, framing: Framing::Fundus, refer_vcdr: 0.6, gate: None };
+    let exam = ExamOptions {
+        decode: *opts,
+        framing: Framing::Fundus,
+        refer_vcdr: crate::config::DEFAULT_REFER_VCDR,
+        gate: None,
+    };
     for i in 0..=runs {
         // The service's exam and store, record included; only the gate is left out, so a
         // photograph it would refuse is still timed.

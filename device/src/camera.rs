@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
+use papilla_shared::files;
 use thiserror::Error;
 
 use crate::config::{CameraConfig, PixelFormat, SourceKind};
@@ -73,24 +74,9 @@ pub fn open(cfg: &CameraConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     })
 }
 
-fn is_photo(p: &Path) -> bool {
-    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    matches!(ext.as_str(), "jpg" | "jpeg" | "png")
-}
-
 /// Files of a folder in name order (hidden and temporary files skipped).
 fn listing(dir: &Path) -> Result<Vec<PathBuf>, CaptureError> {
-    let io = |source| CaptureError::Io { path: dir.to_owned(), source };
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io)? {
-        let p = e.map_err(io)?.path();
-        let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-        if p.is_file() && !hidden {
-            files.push(p);
-        }
-    }
-    files.sort();
-    Ok(files)
+    files::list_files(dir).map_err(|source| CaptureError::Io { path: dir.to_owned(), source })
 }
 
 /// Watches a folder: each new file is one exam; afterwards it is moved into `done/` (stored)
@@ -128,7 +114,7 @@ impl FrameSource for FolderSource {
 
     fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
         let (photos, others): (Vec<PathBuf>, Vec<PathBuf>) =
-            listing(&self.dir)?.into_iter().partition(|p| is_photo(p));
+            listing(&self.dir)?.into_iter().partition(|p| files::is_photo_name(p));
         for p in others {
             tracing::warn!(file = %p.display(), "not a .jpg/.jpeg/.png photograph: moved to rejected/");
             self.move_to(&p, "rejected");

@@ -56,7 +56,7 @@ pub struct SegmentArgs {
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
     /// Device data folder whose installed model is used without --bundle.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/papilla")]
+    #[arg(long, value_name = "DIR", default_value = crate::config::DEFAULT_ROOT)]
     pub root: PathBuf,
     /// Output folder.
     #[arg(long, default_value = "papilla-results", value_name = "DIR")]
@@ -65,10 +65,10 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub json: bool,
     /// Refer when the vertical cup-to-disc ratio reaches this value.
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = crate::config::DEFAULT_REFER_VCDR)]
     pub refer_vcdr: f64,
     /// Threads for tract's matrix products (the Pi has 4 cores).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = crate::config::DEFAULT_THREADS)]
     pub threads: usize,
     /// Decode large JPEGs scaled down to no less than this shorter side (0: full size).
     #[arg(long, default_value_t = crate::config::DEFAULT_DECODE_MIN_SIDE)]

@@ -51,6 +51,12 @@ use thiserror::Error;
 
 /// Default config path of the installed service.
 pub const DEFAULT_PATH: &str = "/etc/papilla/device.toml";
+/// Default device data folder (models/ and exams/), for the config and the CLI alike.
+pub const DEFAULT_ROOT: &str = "/var/lib/papilla";
+/// Default referral threshold on the vertical cup-to-disc ratio.
+pub const DEFAULT_REFER_VCDR: f64 = 0.6;
+/// Default inference threads (the Pi 4 has 4 cores).
+pub const DEFAULT_THREADS: usize = 4;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -83,9 +89,9 @@ pub struct DeviceConfig {
 impl Default for DeviceConfig {
     fn default() -> Self {
         Self {
-            root: PathBuf::from("/var/lib/papilla"),
-            threads: 4,
-            refer_vcdr: 0.6,
+            root: PathBuf::from(DEFAULT_ROOT),
+            threads: DEFAULT_THREADS,
+            refer_vcdr: DEFAULT_REFER_VCDR,
             trust: TrustConfig::default(),
             camera: CameraConfig::default(),
             gpio: GpioConfig::default(),
@@ -361,7 +367,7 @@ mod tests {
         let cfg = parse(include_str!("../../scripts/device.toml")).unwrap();
         assert_eq!(cfg.camera.source, SourceKind::Rpicam);
         assert_eq!(cfg.gpio.backend, GpioBackend::Cdev);
-        assert_eq!(cfg.trust_keys().unwrap().len(), 2, "the release key and the previous one");
+        assert_eq!(cfg.trust_keys().unwrap().len(), 3, "the release key and the two before it");
         // Everything else is the documented default.
         let mut d = DeviceConfig::default();
         d.camera.source = SourceKind::Rpicam;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use papilla_shared::bundle::Verification;
+use papilla_shared::files;
 use papilla_shared::runtime::Engine;
 use sha2::{Digest, Sha256};
 
@@ -92,17 +93,16 @@ impl MediaWatch {
             return Vec::new();
         }
         self.next_look = Some(now + self.interval);
-        let Ok(dir) = std::fs::read_dir(&self.folder) else { return Vec::new() };
-        let mut files: Vec<(PathBuf, u64, Option<SystemTime>)> = dir
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let path = e.path();
-                let meta = e.metadata().ok()?;
-                let is_bundle = path.extension().is_some_and(|x| x.eq_ignore_ascii_case("papilla"));
-                (is_bundle && meta.is_file()).then(|| (path, meta.len(), meta.modified().ok()))
+        // Hidden files (macOS's `._x.papilla` on a stick) are never bundles.
+        let Ok(listed) = files::list_files(&self.folder) else { return Vec::new() };
+        let files: Vec<(PathBuf, u64, Option<SystemTime>)> = listed
+            .into_iter()
+            .filter(|p| files::has_extension(p, &[papilla_shared::bundle::EXTENSION]))
+            .filter_map(|p| {
+                let meta = std::fs::metadata(&p).ok()?;
+                Some((p, meta.len(), meta.modified().ok()))
             })
             .collect();
-        files.sort();
         let mut events = Vec::new();
         for key in files {
             if !self.looked_at.insert(key.clone()) {

@@ -59,7 +59,7 @@ pub fn run(
     let options = ServiceOptions {
         decode,
         quality: QualityConfig::default(),
-        refer_vcdr: 0.6,
+        refer_vcdr: crate::config::DEFAULT_REFER_VCDR,
         poll: Duration::from_millis(10),
     };
     let mut service = Service {

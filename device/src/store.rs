@@ -18,6 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use papilla_shared::files::{self, Durability};
 use thiserror::Error;
 
 use crate::record::{ExamRecord, IndexEntry};
@@ -80,22 +81,12 @@ pub struct Recovery {
 
 /// Syncs a directory, so a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "cannot sync the folder"))
+    files::sync_dir(dir).map_err(io(dir, "cannot sync the folder"))
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsync and rename.
+/// Writes `bytes` to `path` through a temporary file, fsync and rename (power-safe).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp, "cannot create"))?;
-        f.write_all(bytes).map_err(io(&tmp, "cannot write"))?;
-        f.sync_all().map_err(io(&tmp, "cannot sync"))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io(path, "cannot rename into place"))?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    files::write_atomic(path, bytes, Durability::Synced).map_err(io(path, "cannot write"))
 }
 
 fn frame(entry: &IndexEntry) -> Vec<u8> {

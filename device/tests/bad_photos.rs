@@ -149,7 +149,7 @@ fn bad_photographs_get_their_documented_outcomes_and_the_loop_goes_on() {
     }
     files.push(write(&cam, "20-good.jpg", &synthetic_jpeg(2, 512, 512)));
 
-    let engine = papilla_device::segment::load(&shipped(), 1).unwrap();
+    let engine = papilla_device::segment::load(&test_model(), 1).unwrap();
     let mut store = Store::open(&tmp.path().join("root"), 0).unwrap();
     let mut source = ReplaySource::new(files.clone());
     let clock = ManualClock::new();

@@ -47,7 +47,7 @@ fn status_install_export_and_selftest_work_together() {
     assert_eq!(run(&["run"]).status.code(), Some(3));
     let out = device_command()
         .arg("install-model")
-        .arg(shipped())
+        .arg(test_model())
         .arg("--config")
         .arg(&cfg)
         .output()
@@ -124,7 +124,7 @@ fn sigterm_stops_the_service_cleanly_with_exams_stored() {
         config(&root, &cam, "").replace("source = \"replay\"", "source = \"folder\"\npoll_ms = 20");
     std::fs::write(&cfg, text).unwrap();
     papilla_device::slots::Slots::new(&root)
-        .install(&shipped(), &papilla_shared::bundle::Verification::integrity_only(), 1)
+        .install(&test_model(), &papilla_shared::bundle::Verification::integrity_only(), 1)
         .unwrap();
     let mut child = device_command()
         .args(["run", "--config"])

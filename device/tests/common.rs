@@ -14,6 +14,8 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The shipped model: only the named acceptance tests read it (its signature, its self-test,
+/// the CLI on the shipped sample), so retraining it cannot break the loop and storage tests.
 pub fn shipped() -> PathBuf {
     repo().join(papilla_device::segment::SHIPPED_MODEL)
 }
@@ -22,28 +24,35 @@ pub fn shipped_bytes() -> Vec<u8> {
     std::fs::read(shipped()).expect("the shipped model is in the repository")
 }
 
-/// The shipped bundle, read and checked.
-fn shipped_bundle() -> Bundle {
-    Bundle::from_bytes(&shipped_bytes(), &Verification::integrity_only()).unwrap().bundle
+/// The test bundle of the loop, storage, power-cut and soak tests: a small coarse-to-fine pair
+/// trained on the synthetic generator's photographs (`scripts/make-test-bundle.sh`), unsigned.
+pub fn test_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthetic-c2f.papilla")
 }
 
-/// The shipped bundle re-signed with a test key.
+/// The test bundle, read and checked.
+fn test_bundle() -> Bundle {
+    let bytes = std::fs::read(test_model()).expect("the test bundle is in the repository");
+    Bundle::from_bytes(&bytes, &Verification::integrity_only()).unwrap().bundle
+}
+
+/// The test bundle signed with a test key.
 pub fn signed(key: &SigningKey) -> Vec<u8> {
-    shipped_bundle().to_bytes(Some(key)).unwrap()
+    test_bundle().to_bytes(Some(key)).unwrap()
 }
 
-/// The shipped bundle as model `version`, signed with `key`.
+/// The test bundle as model `version`, signed with `key`.
 pub fn signed_version(version: &str, key: &SigningKey) -> Vec<u8> {
-    let bundle = shipped_bundle();
+    let bundle = test_bundle();
     let mut manifest = bundle.manifest().clone();
     manifest.version = version.into();
     let graphs = bundle.stages().map(|(_, g)| g.to_vec()).collect();
     Bundle::new(manifest, graphs).unwrap().to_bytes(Some(key)).unwrap()
 }
 
-/// The shipped bundle without its signature.
+/// The test bundle without a signature.
 pub fn unsigned_bytes() -> Vec<u8> {
-    shipped_bundle().to_bytes(None).unwrap()
+    test_bundle().to_bytes(None).unwrap()
 }
 
 pub fn key(seed: u8) -> SigningKey {

@@ -98,7 +98,7 @@ fn exams_survive_being_killed_at_random_points() {
     for i in 0..6u64 {
         std::fs::write(cam.join(format!("{i:02}.jpg")), synthetic_jpeg(100 + i, 480, 480)).unwrap();
     }
-    Slots::new(&root).install(&shipped(), &Verification::integrity_only(), 1).unwrap();
+    Slots::new(&root).install(&test_model(), &Verification::integrity_only(), 1).unwrap();
     let config = tmp.path().join("device.toml");
     std::fs::write(&config, config_text(&root, &cam)).unwrap();
     let mut rng = SplitMix64::new(42);
@@ -176,12 +176,12 @@ fn a_loadable_model_is_always_installed_across_killed_installs() {
             .spawn()
             .unwrap()
     };
-    assert!(install(&shipped()).wait().unwrap().success());
+    assert!(install(&test_model()).wait().unwrap().success());
     let slots = Slots::new(&root);
     let mut rng = SplitMix64::new(7);
     let mut completed = 0;
     for i in 0..12 {
-        let file = if i % 2 == 0 { signed_copy.clone() } else { shipped() };
+        let file = if i % 2 == 0 { signed_copy.clone() } else { test_model() };
         let mut child = install(&file);
         std::thread::sleep(stretched(Duration::from_millis(rng.next_u64() % 900)));
         let _ = child.kill();

@@ -45,7 +45,7 @@ fn service_stores_good_exams_refuses_bad_photos_and_lights_the_leds() {
         write(&cam, "08-lens-cap.jpg", &cap),
         write(&cam, "09-good.jpg", &synthetic_jpeg(2, 512, 512)),
     ];
-    let engine = papilla_device::segment::load(&shipped(), 1).unwrap();
+    let engine = papilla_device::segment::load(&test_model(), 1).unwrap();
     let mut store = Store::open(&tmp.path().join("root"), 0).unwrap();
     let mut source = ReplaySource::new(files.to_vec());
     let clock = ManualClock::new();
@@ -157,7 +157,7 @@ fn a_stop_request_finishes_the_exam_in_flight_and_turns_the_lights_off() {
     let files: Vec<PathBuf> = (0..4)
         .map(|i| write(tmp.path(), &format!("{i}.jpg"), &synthetic_jpeg(10 + i, 400, 400)))
         .collect();
-    let engine = papilla_device::segment::load(&shipped(), 1).unwrap();
+    let engine = papilla_device::segment::load(&test_model(), 1).unwrap();
     let mut store = Store::open(&tmp.path().join("root"), 0).unwrap();
     let mut source = ReplaySource::new(files);
     let stop = Arc::new(AtomicBool::new(false));
@@ -236,7 +236,7 @@ fn a_stop_request_during_capture_still_commits_that_exam() {
     let files: Vec<PathBuf> = (0..4)
         .map(|i| write(tmp.path(), &format!("{i}.jpg"), &synthetic_jpeg(10 + i, 400, 400)))
         .collect();
-    let engine = papilla_device::segment::load(&shipped(), 1).unwrap();
+    let engine = papilla_device::segment::load(&test_model(), 1).unwrap();
     let root = tmp.path().join("root");
     let mut store = Store::open(&root, 0).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -288,7 +288,7 @@ fn a_vanished_camera_folder_is_reported_without_filling_the_index() {
     let cam = tmp.path().join("camera");
     let mut source = papilla_device::camera::FolderSource::new(&cam).unwrap();
     std::fs::remove_dir_all(&cam).unwrap();
-    let engine = papilla_device::segment::load(&shipped(), 1).unwrap();
+    let engine = papilla_device::segment::load(&test_model(), 1).unwrap();
     let mut store = Store::open(&tmp.path().join("root"), 0).unwrap();
     let clock = ManualClock::new();
     let stop = Arc::new(AtomicBool::new(false));

@@ -105,11 +105,14 @@ fn the_shipped_model_is_signed_by_the_release_key_the_example_config_trusts() {
         std::path::Path::new("device.toml"),
     )
     .unwrap();
-    let release = std::fs::read_to_string(repo().join("models/papilla-release.pub")).unwrap();
-    let previous =
-        std::fs::read_to_string(repo().join("models/papilla-release-2026-11.pub")).unwrap();
-    // A rotated key: the config trusts the new release key and the one before it.
-    assert_eq!(cfg.trust.keys, vec![release.trim().to_owned(), previous.trim().to_owned()]);
+    let public = |f: &str| std::fs::read_to_string(repo().join("models").join(f)).unwrap();
+    let release = public("papilla-release.pub");
+    // Rotated keys: the config trusts the release key first, then the earlier ones (0.5.0's,
+    // then 0.4.0's and before), so a device can roll back to a model they signed.
+    let earlier = [public("papilla-release-2026-12-01.pub"), public("papilla-release-2026-11.pub")];
+    let expected: Vec<String> =
+        std::iter::once(&release).chain(&earlier).map(|k| k.trim().to_owned()).collect();
+    assert_eq!(cfg.trust.keys, expected);
     assert!(!cfg.trust.allow_unsigned);
     let v = cfg.verification().unwrap();
     let loaded = papilla_shared::bundle::Bundle::from_bytes(&shipped_bytes(), &v).unwrap();

@@ -10,7 +10,7 @@ fn three_hundred_exams_leak_neither_memory_nor_files() {
     let tmp = tempfile::tempdir().unwrap();
     let photo = tmp.path().join("eye.jpg");
     std::fs::write(&photo, synthetic_jpeg(77, 320, 320)).unwrap();
-    let engine = papilla_device::segment::load(&shipped(), 1).unwrap();
+    let engine = papilla_device::segment::load(&test_model(), 1).unwrap();
     // Under emulation an exam takes ~20 s: a handful of exams still shows a leaked descriptor
     // or a broken index, not a slow memory growth (that stays for the native run).
     let (n, every) = if slowdown() > 1 { (4, 1) } else { (300, 50) };

@@ -12,8 +12,8 @@ use thiserror::Error;
 use crate::augment::{AugmentConfig, CameraAugment};
 use crate::backend::{BackendError, StepCheck, compare_training_step, device_for};
 use crate::cli::{
-    ActTypeArg, CalibMethodArg, CheckBackendArgs, EvaluateArgs, ExportArgs, Int8FormArg, LossArg,
-    OptimizerArg, PredictArgs, ShapeFitArg, SynthArgs, TrainArgs, TtaArg, UpsamplingArg,
+    ActTypeArg, BackendArg, CalibMethodArg, CheckBackendArgs, EvaluateArgs, ExportArgs,
+    Int8FormArg, LossArg, OptimizerArg, PredictArgs, SynthArgs, TrainArgs, UpsamplingArg,
     WeightScalesArg,
 };
 use crate::data::{self, DataError, LoadReport, Sample};
@@ -26,7 +26,7 @@ use crate::report::{self, ReportError};
 use crate::score::ScoreReport;
 use crate::training::{self, LossKind, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
 use papilla_shared::bundle::Verification;
-use papilla_shared::postprocess::{ShapeFit, TestTimeAugmentation};
+use papilla_shared::postprocess::InferenceOptions;
 use papilla_shared::preprocess::{PreprocessConfig, RoiPolicy};
 use papilla_shared::runtime::{Engine, Framing};
 
@@ -70,6 +70,8 @@ pub enum AppError {
     NoEvalData,
     #[error("--disc-centred runs an exported bundle (the runtime frames the crop); {} is a run directory: export it first", .0.display())]
     DiscCentredNeedsBundle(PathBuf),
+    #[error("--shape-fit and --tta choose how a run directory is scored; {} is a bundle, which carries its own", .0.display())]
+    BundleCarriesInference(PathBuf),
 }
 
 /// Loads several data folders, reporting each folder's cleaning report to `progress`.
@@ -119,10 +121,9 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
             rotate_deg: args.rotate,
             scale: args.scale,
             translate: args.translate,
-            camera: if args.camera_augment {
-                CameraAugment::standard()
-            } else {
-                Default::default()
+            camera: CameraAugment {
+                style_mix: args.style_mix,
+                ..if args.camera_augment { CameraAugment::standard() } else { Default::default() }
             },
             ..AugmentConfig::default()
         }
@@ -169,8 +170,14 @@ pub fn train(
     interrupt: Arc<AtomicBool>,
     progress: &dyn Progress,
 ) -> Result<TrainOutcome, AppError> {
-    let compute = device_for(args.backend, args.threads)?;
-    let config = if args.resume && args.out.join(training::CONFIG_FILE).is_file() {
+    let resuming = args.resume && args.out.join(training::CONFIG_FILE).is_file();
+    let backend = match args.backend {
+        Some(b) => b,
+        None if resuming => training::last_backend(&args.out)?.unwrap_or(BackendArg::Cpu),
+        None => BackendArg::Cpu,
+    };
+    let compute = device_for(backend, args.threads)?;
+    let config = if resuming {
         let mut c = training::load_config(&args.out)?;
         if let Some(e) = args.epochs {
             c.epochs = e;
@@ -331,6 +338,9 @@ pub fn evaluate(args: &EvaluateArgs, progress: &dyn Progress) -> Result<Evaluati
         if args.data.is_empty() {
             return Err(AppError::NoEvalData);
         }
+        if args.shape_fit.is_some() || args.tta.is_some() {
+            return Err(AppError::BundleCarriesInference(args.model.clone()));
+        }
         evaluate_bundle(args, &args.data, progress)?
     } else {
         evaluate_run(args, progress)?
@@ -364,7 +374,12 @@ fn evaluate_run(
         return Err(AppError::DiscCentredNeedsBundle(args.model.clone()));
     }
     let device = device_for(args.backend, args.threads)?.device;
-    let run = inference::load_run(&args.model, &device)?;
+    let mut run = inference::load_run(&args.model, &device)?;
+    run.options = InferenceOptions {
+        shape_fit: args.shape_fit.map(Into::into).unwrap_or_default(),
+        disc_centred_pad: None,
+        tta: args.tta.map(Into::into).unwrap_or_default(),
+    };
     if run.config.preprocess.roi.is_some() {
         progress.note(
             "note: this run is a second stage; it is scored on crops around the TRUE disc (an \
@@ -516,7 +531,7 @@ pub fn predict(args: &PredictArgs, progress: &dyn Progress) -> Result<Vec<PathBu
 
 fn write_zip(path: &Path, files: &[PathBuf]) -> Result<(), AppError> {
     let zerr = |m: String| AppError::Zip { path: path.to_owned(), message: m };
-    let tmp = path.with_extension("zip.tmp");
+    let tmp = papilla_shared::files::temp_path(path);
     let file = std::fs::File::create(&tmp).map_err(|source| AppError::Io {
         path: tmp.clone(),
         what: "cannot create",
@@ -536,11 +551,8 @@ fn write_zip(path: &Path, files: &[PathBuf]) -> Result<(), AppError> {
         zip.write_all(&bytes).map_err(|e| zerr(e.to_string()))?;
     }
     zip.finish().map_err(|e| zerr(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|source| AppError::Io {
-        path: path.to_owned(),
-        what: "cannot replace",
-        source,
-    })
+    papilla_shared::files::commit(&tmp, path, papilla_shared::files::Durability::Atomic)
+        .map_err(|source| AppError::Io { path: path.to_owned(), what: "cannot replace", source })
 }
 
 /// `papilla synth`: the number of photographs written.
@@ -601,14 +613,10 @@ pub fn export(args: &ExportArgs, progress: &dyn Progress) -> Result<ExportReport
         name: args.name.clone(),
         version: args.model_version.clone(),
         roi_context: args.roi_context,
-        shape_fit: match args.shape_fit {
-            ShapeFitArg::None => ShapeFit::None,
-            ShapeFitArg::Ellipse => ShapeFit::Ellipse,
-        },
-        disc_centred_pad: args.disc_centred_pad,
-        tta: match args.tta {
-            TtaArg::None => TestTimeAugmentation::None,
-            TtaArg::Hflip => TestTimeAugmentation::HorizontalFlip,
+        inference: InferenceOptions {
+            shape_fit: args.shape_fit.into(),
+            disc_centred_pad: args.disc_centred_pad,
+            tta: args.tta.into(),
         },
         selftest_image: args.selftest_image.clone(),
         threads: args.threads,

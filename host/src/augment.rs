@@ -35,7 +35,8 @@ pub struct AugmentConfig {
     pub camera: CameraAugment,
 }
 
-/// Photometric changes that mimic another camera, each applied with probability `p`.
+/// Photometric changes that mimic another camera: each of the first five with probability
+/// `p`, style mixing with its own probability.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
 pub struct CameraAugment {
     pub p: f32,
@@ -49,12 +50,27 @@ pub struct CameraAugment {
     pub noise: f32,
     /// JPEG re-encoding at a quality from [jpeg_quality, 95] (0 = off).
     pub jpeg_quality: u8,
+    /// Probability of Fourier style mixing with another training photograph (0 = off; older
+    /// runs read as off): the low-frequency amplitude of each colour channel (illumination,
+    /// colour cast, vignetting: the look of a camera) is moved part of the way to the other
+    /// photograph's, the phase (the anatomy) kept, so a crop of one camera takes another's
+    /// look. Mixing several cameras is where it pays.
+    #[serde(default)]
+    pub style_mix: f32,
 }
 
 impl CameraAugment {
     /// The settings `papilla train --camera-augment` uses.
     pub fn standard() -> Self {
-        Self { p: 0.3, gamma: 0.5, channel_gain: 0.2, sharpness: 1.0, noise: 6.0, jpeg_quality: 30 }
+        Self {
+            p: 0.3,
+            gamma: 0.5,
+            channel_gain: 0.2,
+            sharpness: 1.0,
+            noise: 6.0,
+            jpeg_quality: 30,
+            style_mix: 0.0,
+        }
     }
 }
 
@@ -97,15 +113,26 @@ impl AugmentConfig {
     }
 }
 
-/// Returns an augmented copy of a sample.
+/// Returns an augmented copy of a sample. `style` is another training photograph of the same
+/// size, whose look [`CameraAugment::style_mix`] may lend this one.
 pub fn augment(
     input: &Resized,
     target: &LabelMap,
     config: &AugmentConfig,
+    style: Option<&Resized>,
     rng: &mut SplitMix64,
 ) -> (Resized, LabelMap) {
     let (w, h) = (input.width as usize, input.height as usize);
     let mut img = input.rgb.clone();
+    let c = &config.camera;
+    // First, on the photograph as taken: the style is a camera's, the jitter below comes on top.
+    if let Some(other) = style.filter(|o| o.rgb.len() == img.len())
+        && c.style_mix > 0.0
+        && rng.unit() < c.style_mix
+    {
+        let lambda = rng.range(0.2, 1.0);
+        fourier_style(&mut img, &other.rgb, w, h, STYLE_WINDOW, lambda);
+    }
     let mut lab = target.clone();
     let hit = |rng: &mut SplitMix64, p: f32| p > 0.0 && rng.unit() < p;
 
@@ -162,6 +189,68 @@ pub fn augment(
     }
     camera(&mut img, w, h, &config.camera, rng);
     (Resized { width: input.width, height: input.height, rgb: img }, lab)
+}
+
+/// Half-side of the low-frequency square whose amplitude style mixing moves, as a fraction of
+/// the image side: at 176 px frequencies up to 11 cycles a side (a 23-wide square of the
+/// centred spectrum), the scale of illumination and colour cast, well below the cup's edge.
+const STYLE_WINDOW: f32 = 0.06;
+
+/// Fourier style mixing (after Yang & Soatto's FDA, 2020, with an amplitude blend as in Xu et
+/// al.'s amplitude mix, 2021): per colour channel, inside the centred low-frequency square of
+/// half-side `window` x side, the amplitude becomes `(1 - lambda) |A| + lambda |B|` with A's
+/// phase; the rest of A's spectrum is untouched. `img` and `style` are interleaved RGB in
+/// 0-255 units; the result is clamped to that range.
+pub fn fourier_style(img: &mut [f32], style: &[f32], w: usize, h: usize, window: f32, lambda: f32) {
+    use rustfft::FftPlanner;
+    use rustfft::num_complex::Complex32;
+    if w == 0 || h == 0 || img.len() != w * h * 3 || style.len() != img.len() {
+        return;
+    }
+    let mut planner = FftPlanner::<f32>::new();
+    let (row_f, row_i) = (planner.plan_fft_forward(w), planner.plan_fft_inverse(w));
+    let (col_f, col_i) = (planner.plan_fft_forward(h), planner.plan_fft_inverse(h));
+    // 2-d transform: every row, then every column (through a transposed copy).
+    let fft2 = |data: &mut Vec<Complex32>, inverse: bool| {
+        let (rows, cols) = if inverse { (&row_i, &col_i) } else { (&row_f, &col_f) };
+        rows.process(data);
+        let mut t = vec![Complex32::default(); w * h];
+        for y in 0..h {
+            for x in 0..w {
+                t[x * h + y] = data[y * w + x];
+            }
+        }
+        cols.process(&mut t);
+        for y in 0..h {
+            for x in 0..w {
+                data[y * w + x] = t[x * h + y];
+            }
+        }
+    };
+    let window = window.clamp(0.0, 0.5);
+    let (bw, bh) = ((window * w as f32).round() as usize, (window * h as f32).round() as usize);
+    // Frequency index k stands for k and k - n cycles: low when the nearer is within b.
+    let low = |k: usize, n: usize, b: usize| k.min(n - k) <= b;
+    let scale = 1.0 / (w * h) as f32;
+    for ch in 0..3 {
+        let plane = |src: &[f32]| -> Vec<Complex32> {
+            src.iter().skip(ch).step_by(3).map(|&v| Complex32::new(v, 0.0)).collect()
+        };
+        let (mut a, mut b) = (plane(img), plane(style));
+        fft2(&mut a, false);
+        fft2(&mut b, false);
+        for y in (0..h).filter(|&y| low(y, h, bh)) {
+            for x in (0..w).filter(|&x| low(x, w, bw)) {
+                let i = y * w + x;
+                let amp = (1.0 - lambda) * a[i].norm() + lambda * b[i].norm();
+                a[i] = Complex32::from_polar(amp, a[i].arg());
+            }
+        }
+        fft2(&mut a, true);
+        for (px, v) in img.chunks_exact_mut(3).zip(&a) {
+            px[ch] = (v.re * scale).clamp(0.0, 255.0);
+        }
+    }
 }
 
 /// [`CameraAugment`] on an image in 0-255 units; the result stays in range.
@@ -321,7 +410,7 @@ mod tests {
     fn flips_move_image_and_labels_together() {
         let (img, lab) = sample();
         let cfg = AugmentConfig { hflip: 1.0, vflip: 1.0, ..AugmentConfig::none() };
-        let (a, l) = augment(&img, &lab, &cfg, &mut SplitMix64::new(1));
+        let (a, l) = augment(&img, &lab, &cfg, None, &mut SplitMix64::new(1));
         assert_eq!(l.get(3, 2), Class::Cup);
         assert_eq!(l.get(2, 2), Class::Rim);
         assert_eq!(a.rgb[(2 * 4 + 3) * 3], 0.0, "pixel 0's red moved to the far corner");
@@ -331,7 +420,7 @@ mod tests {
     #[test]
     fn no_augmentation_is_the_identity_and_jitter_keeps_range_and_labels() {
         let (img, lab) = sample();
-        let (a, l) = augment(&img, &lab, &AugmentConfig::none(), &mut SplitMix64::new(2));
+        let (a, l) = augment(&img, &lab, &AugmentConfig::none(), None, &mut SplitMix64::new(2));
         assert_eq!((a, l), (img.clone(), lab.clone()));
         let cfg = AugmentConfig {
             hflip: 0.0,
@@ -341,7 +430,7 @@ mod tests {
             ..AugmentConfig::default()
         };
         for seed in 0..20 {
-            let (a, l) = augment(&img, &lab, &cfg, &mut SplitMix64::new(seed));
+            let (a, l) = augment(&img, &lab, &cfg, None, &mut SplitMix64::new(seed));
             assert_eq!(l, lab);
             assert!(a.rgb.iter().all(|v| (0.0..=255.0).contains(v)));
             assert_ne!(a.rgb, img.rgb);
@@ -383,7 +472,8 @@ mod tests {
             CameraAugment { p: 1.0, jpeg_quality: 30, ..Default::default() },
         ];
         for (k, camera) in each.into_iter().enumerate() {
-            let (a, l) = augment(&img, &lab, &only(camera), &mut SplitMix64::new(k as u64 + 3));
+            let (a, l) =
+                augment(&img, &lab, &only(camera), None, &mut SplitMix64::new(k as u64 + 3));
             assert_eq!(l, lab, "labels untouched by change {k}");
             assert!(a.rgb.iter().all(|v| (0.0..=255.0).contains(v)), "change {k} in range");
             let moved = a.rgb.iter().zip(&img.rgb).map(|(x, y)| (x - y).abs()).sum::<f32>();
@@ -391,15 +481,71 @@ mod tests {
         }
         // p = 0 leaves it alone whatever the strengths.
         let off = CameraAugment { p: 0.0, ..CameraAugment::standard() };
-        assert_eq!(augment(&img, &lab, &only(off), &mut SplitMix64::new(1)).0, img);
+        assert_eq!(augment(&img, &lab, &only(off), None, &mut SplitMix64::new(1)).0, img);
+    }
+
+    #[test]
+    fn fourier_style_takes_the_other_cameras_look_and_keeps_the_anatomy() {
+        let (w, h) = (48usize, 40usize);
+        // A reddish photograph with a sharp bright disc, and a flat greenish "camera".
+        let mut img = vec![0f32; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                let disc = (x as f32 - 30.0).powi(2) + (y as f32 - 20.0).powi(2) < 36.0;
+                let px = if disc { [250.0, 220.0, 160.0] } else { [160.0, 60.0, 20.0] };
+                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+            }
+        }
+        let style: Vec<f32> = (0..w * h).flat_map(|_| [90.0, 120.0, 60.0]).collect();
+        let mean = |v: &[f32], c: usize| v.iter().skip(c).step_by(3).sum::<f32>() / (w * h) as f32;
+
+        let mut same = img.clone();
+        fourier_style(&mut same, &style, w, h, STYLE_WINDOW, 0.0);
+        let worst = same.iter().zip(&img).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 0.01, "lambda 0 is the identity: {worst}");
+
+        let mut mixed = img.clone();
+        fourier_style(&mut mixed, &style, w, h, STYLE_WINDOW, 1.0);
+        for c in 0..3 {
+            // The flat style has all its energy at frequency 0: each channel's mean becomes its.
+            let (got, want) = (mean(&mixed, c), mean(&style, c));
+            assert!((got - want).abs() < 3.0, "channel {c}: mean {got}, style {want}");
+        }
+        // The disc's edge (high frequencies, kept) still stands out: across it the red falls by
+        // 58 here (90 in the photograph), while a flat style has no edge at all.
+        let red = |x: usize, y: usize| mixed[(y * w + x) * 3];
+        assert!(red(35, 20) > red(37, 20) + 40.0, "{} vs {}", red(35, 20), red(37, 20));
+        assert!(mixed.iter().all(|v| (0.0..=255.0).contains(v)));
+    }
+
+    #[test]
+    fn style_mixing_draws_only_when_it_is_on() {
+        // A run made before style mixing keeps its random stream (and so its augmentations).
+        let (img, lab) = sample();
+        let other = Resized { rgb: vec![0.0; img.rgb.len()], ..img.clone() };
+        let cfg = AugmentConfig { camera: CameraAugment::standard(), ..AugmentConfig::default() };
+        let with = augment(&img, &lab, &cfg, Some(&other), &mut SplitMix64::new(4));
+        let without = augment(&img, &lab, &cfg, None, &mut SplitMix64::new(4));
+        assert_eq!(with, without);
+        // Off, nothing is drawn at all: the stream after augment() is the stream without it.
+        let mut rng = SplitMix64::new(4);
+        let _ = augment(&img, &lab, &AugmentConfig::none(), Some(&other), &mut rng);
+        assert_eq!(rng.next_u64(), SplitMix64::new(4).next_u64());
+        let on = AugmentConfig {
+            camera: CameraAugment { style_mix: 1.0, ..CameraAugment::standard() },
+            ..AugmentConfig::none()
+        };
+        let (mixed, l) = augment(&img, &lab, &on, Some(&other), &mut SplitMix64::new(4));
+        assert_ne!(mixed, img, "style mixing at p = 1 changes the photograph");
+        assert_eq!(l, lab, "and never the labels");
     }
 
     #[test]
     fn same_seed_same_augmentation() {
         let (img, lab) = sample();
         let cfg = AugmentConfig { rotate_deg: 15.0, scale: 0.1, ..AugmentConfig::default() };
-        let a = augment(&img, &lab, &cfg, &mut SplitMix64::new(9));
-        let b = augment(&img, &lab, &cfg, &mut SplitMix64::new(9));
+        let a = augment(&img, &lab, &cfg, None, &mut SplitMix64::new(9));
+        let b = augment(&img, &lab, &cfg, None, &mut SplitMix64::new(9));
         assert_eq!(a, b);
     }
 }

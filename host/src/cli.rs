@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use papilla_shared::postprocess::{ShapeFit, TestTimeAugmentation};
 
 /// Optic disc and cup segmentation of colour fundus photographs: the training-host tool.
 #[derive(Debug, Parser)]
@@ -170,8 +171,10 @@ pub struct TrainArgs {
     /// Batch size.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
-    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
-    pub backend: BackendArg,
+    /// The burn backend (default: cpu; with --resume, the backend the run last trained on, so
+    /// a resumed libtorch run does not drop to flex's speed and its own numerics).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
     /// Continue the run in --out from its last checkpoint. Its config.json wins, except for
     /// --epochs, --restart-lr and, when given, --loss and --roi-context.
     #[arg(long)]
@@ -230,6 +233,12 @@ pub struct TrainArgs {
     /// at p = 0.3, on top of the seed's colour jitter (off by default).
     #[arg(long)]
     pub camera_augment: bool,
+    /// Fourier style mixing: with this probability a training crop takes the low-frequency
+    /// amplitude (illumination, colour cast) of another training photograph, its anatomy kept;
+    /// across mixed cameras, one camera's crop in another's look (off by default; off with
+    /// --no-augment).
+    #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = probability)]
+    pub style_mix: f32,
     /// Train a coarse-to-fine second stage: each sample is a square crop around its true disc,
     /// this many disc diameters wide (e.g. 3). Off: the whole photograph.
     #[arg(long, value_name = "DIAMETERS")]
@@ -294,6 +303,14 @@ pub struct EvaluateArgs {
     /// How many worst cases --report writes.
     #[arg(long, default_value_t = 10)]
     pub worst: usize,
+    /// Shape fit of a run directory's masks, as `export --shape-fit` would carry it (a bundle
+    /// applies its own), so a run is scored as its bundle will be.
+    #[arg(long, value_enum)]
+    pub shape_fit: Option<ShapeFitArg>,
+    /// Test-time augmentation of a run directory, as `export --tta` would carry it (a bundle
+    /// applies its own).
+    #[arg(long, value_enum)]
+    pub tta: Option<TtaArg>,
     /// The photographs are disc-centred crops (RIM-ONE DL, Drishti-GS crops), not whole fundus
     /// photographs: skip the locator and pad each crop to PAD times its longer side (bundles
     /// only; without PAD, the padding the bundle was exported with).
@@ -385,6 +402,30 @@ pub enum ShapeFitArg {
     Ellipse,
 }
 
+/// A probability from the command line: a number in [0, 1].
+fn probability(s: &str) -> Result<f32, String> {
+    let p: f32 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if (0.0..=1.0).contains(&p) { Ok(p) } else { Err(format!("{p} is not in [0, 1]")) }
+}
+
+impl From<ShapeFitArg> for ShapeFit {
+    fn from(a: ShapeFitArg) -> Self {
+        match a {
+            ShapeFitArg::None => ShapeFit::None,
+            ShapeFitArg::Ellipse => ShapeFit::Ellipse,
+        }
+    }
+}
+
+impl From<TtaArg> for TestTimeAugmentation {
+    fn from(a: TtaArg) -> Self {
+        match a {
+            TtaArg::None => TestTimeAugmentation::None,
+            TtaArg::Hflip => TestTimeAugmentation::HorizontalFlip,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CalibMethodArg {
     Minmax,
@@ -473,6 +514,19 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
+    fn style_mix_takes_a_probability() {
+        let parse =
+            |p: &str| Cli::try_parse_from(["papilla", "train", "--data", "d", "--out", "o", p]);
+        let Command::Train(t) = parse("--style-mix=0.5").unwrap().command else { panic!("train") };
+        assert_eq!(t.style_mix, 0.5);
+        for bad in ["1.5", "-0.1", "half"] {
+            let bad = &format!("--style-mix={bad}");
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("--style-mix"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
         let cli =
@@ -526,13 +580,13 @@ mod tests {
     fn backends_screening_and_large_cup_options_parse() {
         let cli = Cli::try_parse_from(["papilla", "train", "--data", "d", "--out", "r"]).unwrap();
         let Command::Train(t) = cli.command else { panic!("train") };
-        assert_eq!((t.backend, t.threads), (BackendArg::Cpu, crate::backend::all_cores()));
+        assert_eq!((t.backend, t.threads), (None, crate::backend::all_cores()));
         assert_eq!((t.large_cup_repeat, t.large_cup_vcdr), (None, None));
         let args = ["papilla", "train", "--data", "d", "--out", "r", "--backend", "tch"];
         let extra = ["--threads", "3", "--large-cup-repeat", "4", "--large-cup-vcdr", "0.65"];
         let cli = Cli::try_parse_from(args.iter().chain(&extra)).unwrap();
         let Command::Train(t) = cli.command else { panic!("train") };
-        assert_eq!((t.backend, t.threads, t.large_cup_repeat), (BackendArg::Tch, 3, Some(4)));
+        assert_eq!((t.backend, t.threads, t.large_cup_repeat), (Some(BackendArg::Tch), 3, Some(4)));
         assert_eq!(t.large_cup_vcdr, Some(0.65));
         let cli = Cli::try_parse_from(["papilla", "check-backend", "--backend", "wgpu"]).unwrap();
         let Command::CheckBackend(c) = cli.command else { panic!("check-backend") };

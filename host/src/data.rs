@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
+use papilla_shared::files;
 use papilla_shared::labels::{Class, LabelMap, MaskRole};
 use papilla_shared::photo::DecodeOptions;
 use papilla_shared::preprocess::{Geometry, PreprocessConfig, Rect, Resized, mirror_index, resize};
@@ -84,22 +85,7 @@ pub struct Skip {
 }
 
 fn list(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let err = |source| DataError::ListDir { dir: dir.to_owned(), source };
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(err)? {
-        let p = e.map_err(err)?.path();
-        if p.is_file() {
-            out.push(p);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn ext_in(p: &Path, exts: &[&str]) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| exts.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    files::list_files(dir).map_err(|source| DataError::ListDir { dir: dir.to_owned(), source })
 }
 
 /// File stem as a string (empty when there is none).
@@ -127,7 +113,7 @@ fn scan_gamma(images: &Path, masks: &Path) -> Result<(Vec<Pair>, Vec<Skip>), Dat
     let mut skips = Vec::new();
     let mut by_stem: BTreeMap<String, PathBuf> = BTreeMap::new();
     for m in list(masks)? {
-        if ext_in(&m, &["bmp", "png"]) {
+        if crate::masks::is_mask_file(&m) {
             by_stem.insert(stem(&m), m);
         } else {
             skips.push(Skip { path: m, reason: "not a .bmp or .png mask".into() });
@@ -135,7 +121,7 @@ fn scan_gamma(images: &Path, masks: &Path) -> Result<(Vec<Pair>, Vec<Skip>), Dat
     }
     let mut pairs = Vec::new();
     for img in list(images)? {
-        if !ext_in(&img, &["jpg", "jpeg", "png"]) {
+        if !files::is_photo_name(&img) {
             skips.push(Skip { path: img, reason: "not a .jpg or .png image".into() });
             continue;
         }
@@ -177,7 +163,7 @@ fn scan_rimone(root: &Path, split: &str) -> Result<(Vec<Pair>, Vec<Skip>), DataE
     }
     let mut pairs = Vec::new();
     for img in list(&root.join(RIMONE_IMAGES).join(split))? {
-        if !ext_in(&img, &["png", "jpg", "jpeg"]) {
+        if !files::is_photo_name(&img) {
             continue;
         }
         let name = stem(&img);

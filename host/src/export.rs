@@ -9,7 +9,7 @@ use papilla_shared::bundle::{
     Bundle, Manifest, Precision, SelfTest, SigningKey, Stage, StageRole, TestScores,
     TrainingSummary, Verification, VerifyingKey,
 };
-use papilla_shared::postprocess::{OutputSpec, ShapeFit, TestTimeAugmentation};
+use papilla_shared::postprocess::{InferenceOptions, OutputSpec};
 use papilla_shared::preprocess::{Tensor4, preprocess};
 use papilla_shared::runtime::{self, Engine, Graph, RuntimeError};
 use thiserror::Error;
@@ -93,12 +93,9 @@ pub struct ExportOptions {
     pub selftest_image: Option<PathBuf>,
     /// Run-time crop side in locator disc diameters, replacing the segmenter's training value.
     pub roi_context: Option<f32>,
-    /// Shape fitted to the final disc and cup, carried in the manifest.
-    pub shape_fit: ShapeFit,
-    /// Padding of disc-centred crops, carried in the manifest.
-    pub disc_centred_pad: Option<f32>,
-    /// The segmenter's test-time augmentation, carried in the manifest.
-    pub tta: TestTimeAugmentation,
+    /// Shape fit, padding of disc-centred crops and test-time augmentation, carried in the
+    /// manifest.
+    pub inference: InferenceOptions,
     pub threads: usize,
 }
 
@@ -265,8 +262,7 @@ fn engine_of(
     sources: &[&Source],
     graphs: Vec<Vec<u8>>,
     precision: Precision,
-    shape_fit: ShapeFit,
-    tta: TestTimeAugmentation,
+    inference: InferenceOptions,
     threads: usize,
 ) -> Result<(Bundle, Engine), ExportError> {
     let manifest = Manifest {
@@ -278,9 +274,7 @@ fn engine_of(
         training: None,
         scores: Vec::new(),
         selftest: None,
-        shape_fit,
-        disc_centred_pad: None,
-        tta,
+        inference: InferenceOptions { disc_centred_pad: None, ..inference },
     };
     let bundle = Bundle::new(manifest, graphs)?;
     let engine = Engine::new(&bundle, threads)?;
@@ -289,7 +283,9 @@ fn engine_of(
 
 /// `papilla export`.
 pub fn export(o: &ExportOptions, progress: &dyn Progress) -> Result<ExportReport, ExportError> {
-    if let Some(p) = o.disc_centred_pad.filter(|p| !runtime::DISC_CENTRED_PADS.contains(p)) {
+    if let Some(p) =
+        o.inference.disc_centred_pad.filter(|p| !runtime::DISC_CENTRED_PADS.contains(p))
+    {
         return Err(ExportError::DiscCentredPad(p));
     }
     let mut seg = load_source(&o.checkpoint, StageRole::Segmenter)?;
@@ -331,7 +327,7 @@ pub fn export(o: &ExportOptions, progress: &dyn Progress) -> Result<ExportReport
             }
             let photos = calibration_photos(&o.calibration, o.calib_images)?;
             let (_, f32_engine) =
-                engine_of(&sources, f32_graphs, Precision::F32, o.shape_fit, o.tta, o.threads)?;
+                engine_of(&sources, f32_graphs, Precision::F32, o.inference, o.threads)?;
             let mut graphs = Vec::new();
             for s in &sources {
                 // Finding the crops, then running the f32 graph on them: two steps a photograph.
@@ -367,8 +363,7 @@ pub fn export(o: &ExportOptions, progress: &dyn Progress) -> Result<ExportReport
     };
 
     // The self-test: a golden photograph and the mask this very bundle gives it.
-    let (_, engine) =
-        engine_of(&sources, graphs.clone(), precision, o.shape_fit, o.tta, o.threads)?;
+    let (_, engine) = engine_of(&sources, graphs.clone(), precision, o.inference, o.threads)?;
     let photo = match &o.selftest_image {
         Some(p) => shrink(inference::read_photo(p)?, 640),
         None => {
@@ -409,7 +404,7 @@ pub fn export(o: &ExportOptions, progress: &dyn Progress) -> Result<ExportReport
         training: Some(TrainingSummary {
             data: seg.config.data.clone(),
             epochs: state.epoch as u32,
-            train_images: 0,
+            train_images: state.train_images as u64,
             val_images: state.best.map(|b| b.n as u64).unwrap_or(0),
             wall_time_s: state.wall_time_s,
             hardware: trained_on,
@@ -417,9 +412,7 @@ pub fn export(o: &ExportOptions, progress: &dyn Progress) -> Result<ExportReport
         }),
         scores,
         selftest: Some(selftest),
-        shape_fit: o.shape_fit,
-        disc_centred_pad: o.disc_centred_pad,
-        tta: o.tta,
+        inference: o.inference,
     };
     let bundle = Bundle::new(manifest, graphs)?;
     let key = o.sign.as_deref().map(read_signing_key).transpose()?;

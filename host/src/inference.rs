@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 use papilla_shared::LabelMap;
+use papilla_shared::files::{self, Durability};
 use papilla_shared::metrics;
-use papilla_shared::postprocess::{OutputSpec, postprocess};
+use papilla_shared::postprocess::{InferenceOptions, OutputSpec, postprocess};
 use papilla_shared::preprocess::preprocess;
 use thiserror::Error;
 
@@ -53,6 +54,9 @@ pub struct RunModel {
     pub model: UNet,
     pub device: Device,
     pub checkpoint: PathBuf,
+    /// Test-time augmentation and shape fit, as a bundle of this run would apply them
+    /// (default: none).
+    pub options: InferenceOptions,
 }
 
 /// Loads the best checkpoint of a run directory (the last one if no best exists).
@@ -65,19 +69,24 @@ pub fn load_run(run_dir: &Path, device: &Device) -> Result<RunModel, InferError>
         .find(|p| p.is_file())
         .ok_or_else(|| InferError::NoCheckpoint { dir: run_dir.to_owned() })?;
     let model = training::load_model(&config.model, &checkpoint, &device)?;
-    Ok(RunModel { config, model, device, checkpoint })
+    Ok(RunModel { config, model, device, checkpoint, options: InferenceOptions::default() })
 }
 
 impl RunModel {
     /// Segments one photograph: shared preprocessing, the UNet, shared post-processing.
     pub fn segment(&self, image: &RgbImage) -> Result<LabelMap, InferError> {
-        let (input, geometry) = preprocess(image, &self.config.preprocess, None)?;
-        let x = Tensor::from_data(TensorData::new(input.data, input.shape), &self.device);
-        let logits = self.model.forward(x);
-        let [n, c, h, w] = logits.dims();
-        let values = crate::model::f32_values(logits.into_data());
+        let (mut input, geometry) = preprocess(image, &self.config.preprocess, None)?;
+        let mut dims = [0; 4];
+        let values = self.options.scores(&mut input, |x| {
+            let x = Tensor::from_data(TensorData::new(x.data.clone(), x.shape), &self.device);
+            let logits = self.model.forward(x);
+            dims = logits.dims();
+            Ok::<_, InferError>(crate::model::f32_values(logits.into_data()))
+        })?;
+        let [n, c, h, w] = dims;
         debug_assert_eq!(n, 1);
-        Ok(postprocess(&values, &[1, c, h, w], &OutputSpec::seed(), &geometry)?)
+        let mask = postprocess(&values, &[1, c, h, w], &OutputSpec::seed(), &geometry)?;
+        Ok(self.options.fit(mask))
     }
 
     /// Masks of cached samples at their photographs' size, in batches.
@@ -87,6 +96,7 @@ impl RunModel {
             samples,
             &self.config.preprocess,
             self.config.batch_size,
+            &self.options,
             &self.device,
         )?)
     }
@@ -125,19 +135,11 @@ pub fn score_masks(samples: &[Sample], masks: &[LabelMap], threshold: f64) -> Sc
 pub fn list_photos(dir: &Path) -> Result<Vec<PathBuf>, InferError> {
     let sub = dir.join(crate::data::GAMMA_IMAGES);
     let dir = if sub.is_dir() { sub } else { dir.to_owned() };
-    let err = |source| InferError::ListDir { dir: dir.clone(), source };
-    let mut photos = Vec::new();
-    for e in std::fs::read_dir(&dir).map_err(err)? {
-        let p = e.map_err(err)?.path();
-        let ok = p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)));
-        if p.is_file() && ok {
-            photos.push(p);
-        }
-    }
-    photos.sort();
+    let photos: Vec<PathBuf> = files::list_files(&dir)
+        .map_err(|source| InferError::ListDir { dir: dir.clone(), source })?
+        .into_iter()
+        .filter(|p| files::is_photo_name(p))
+        .collect();
     if photos.is_empty() {
         return Err(InferError::NoImages { dir });
     }
@@ -154,11 +156,11 @@ pub fn read_photo(path: &Path) -> Result<RgbImage, InferError> {
 
 /// Writes a mask as an 8-bit BMP (0/128/255) via a temporary file and a rename.
 pub fn write_mask_bmp(mask: &LabelMap, path: &Path) -> Result<(), InferError> {
-    let tmp = path.with_extension("bmp.tmp");
+    let tmp = files::temp_path(path);
     mask.to_grey()
         .save_with_format(&tmp, image::ImageFormat::Bmp)
         .map_err(|source| InferError::Write { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|e| InferError::Write {
+    files::commit(&tmp, path, Durability::Atomic).map_err(|e| InferError::Write {
         path: path.to_owned(),
         source: image::ImageError::IoError(e),
     })

@@ -28,7 +28,5 @@ pub fn read_mask(path: &Path, role: MaskRole) -> Result<DecodedMask, MaskFileErr
 
 /// True for the extensions Papilla reads masks from.
 pub fn is_mask_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("bmp") || e.eq_ignore_ascii_case("png"))
+    papilla_shared::files::has_extension(path, &["bmp", "png"])
 }

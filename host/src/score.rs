@@ -216,16 +216,9 @@ impl ScoreReport {
 }
 
 fn mask_files(dir: &Path) -> Result<Vec<PathBuf>, ScoreError> {
-    let list_err = |source| ScoreError::ListDir { dir: dir.to_owned(), source };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(list_err)? {
-        let path = entry.map_err(list_err)?.path();
-        if path.is_file() && is_mask_file(&path) {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
+    let files = papilla_shared::files::list_files(dir)
+        .map_err(|source| ScoreError::ListDir { dir: dir.to_owned(), source })?;
+    Ok(files.into_iter().filter(|p| is_mask_file(p)).collect())
 }
 
 /// Scores every ground-truth mask in `truth` against the mask of the same stem in `pred`

@@ -13,9 +13,10 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData, activation};
+use papilla_shared::files::{self, Durability};
 use papilla_shared::metrics::{self, ImageScores, Summary};
-use papilla_shared::postprocess::{OutputSpec, postprocess};
-use papilla_shared::preprocess::{PreprocessConfig, normalize};
+use papilla_shared::postprocess::{InferenceOptions, OutputSpec, postprocess};
+use papilla_shared::preprocess::{PreprocessConfig, Tensor4, normalize};
 use papilla_shared::synth::SplitMix64;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -172,6 +173,10 @@ pub struct RunState {
     /// adds one); absent in runs written before it was recorded.
     #[serde(default)]
     pub hardware: Vec<Hardware>,
+    /// Eyes trained on in the latest stretch (a large cup drawn several times counts once);
+    /// 0 in runs written before it was recorded.
+    #[serde(default)]
+    pub train_images: usize,
 }
 
 /// One row of `metrics.csv`.
@@ -336,19 +341,32 @@ pub fn predict_masks(
     samples: &[Sample],
     preprocess: &PreprocessConfig,
     batch_size: usize,
+    options: &InferenceOptions,
     device: &Device,
 ) -> Result<Vec<papilla_shared::LabelMap>, TrainError> {
     let spec = OutputSpec::seed();
     let mut masks = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(batch_size.max(1)) {
-        let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
-        let logits = model.forward(input_batch(&inputs, preprocess, device));
-        let [_, c, h, w] = logits.dims();
-        let values = crate::model::f32_values(logits.into_data());
+        let (w, h) = (chunk[0].input.width as usize, chunk[0].input.height as usize);
+        let mut data = Vec::with_capacity(chunk.len() * 3 * w * h);
+        for s in chunk {
+            data.extend_from_slice(&normalize(&s.input, preprocess).data);
+        }
+        let mut batch = Tensor4 { shape: [chunk.len(), 3, h, w], data };
+        // The same test-time augmentation and shape fit as the tract runtime applies.
+        let mut dims = [0; 4];
+        let values = options.scores(&mut batch, |x| {
+            let input = Tensor::from_data(TensorData::new(x.data.clone(), x.shape), device);
+            let logits = model.forward(input);
+            dims = logits.dims();
+            Ok::<_, TrainError>(crate::model::f32_values(logits.into_data()))
+        })?;
+        let [_, c, h, w] = dims;
         let per = c * h * w;
         for (i, sample) in chunk.iter().enumerate() {
             let slice = values.get(i * per..(i + 1) * per).expect("one block of logits per sample");
-            masks.push(postprocess(slice, &[1, c, h, w], &spec, &sample.geometry)?);
+            let mask = postprocess(slice, &[1, c, h, w], &spec, &sample.geometry)?;
+            masks.push(options.fit(mask));
         }
     }
     Ok(masks)
@@ -367,7 +385,14 @@ pub fn validate(
     let mut scores = Vec::with_capacity(samples.len());
     // A few batches at a time, so the nested bar moves.
     for part in samples.chunks(config.batch_size.max(1) * 4) {
-        let masks = predict_masks(model, part, &config.preprocess, config.batch_size, device)?;
+        let masks = predict_masks(
+            model,
+            part,
+            &config.preprocess,
+            config.batch_size,
+            &InferenceOptions::default(),
+            device,
+        )?;
         scores.extend(part.iter().zip(&masks).map(|(s, m)| {
             metrics::score(m, &s.truth).expect("geometry maps back to the truth's size")
         }));
@@ -389,18 +414,16 @@ fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
 
 /// Writes via a temporary file and a rename, so a crash never leaves half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp, "cannot write"))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path, "cannot replace"))
+    files::write_atomic(path, bytes, Durability::Atomic).map_err(io_err(path, "cannot write"))
 }
 
 fn save_model(model: &UNet, path: &Path) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
+    let tmp = files::temp_path(path);
     model
         .clone()
         .save_file(&tmp)
         .map_err(|e| TrainError::Checkpoint { path: tmp.clone(), message: e.to_string() })?;
-    std::fs::rename(&tmp, path).map_err(io_err(path, "cannot replace"))
+    files::commit(&tmp, path, Durability::Atomic).map_err(io_err(path, "cannot replace"))
 }
 
 /// Loads a checkpoint into a freshly built model.
@@ -418,6 +441,23 @@ pub fn completed_epochs(run_dir: &Path) -> Result<usize, TrainError> {
         return Ok(0);
     }
     Ok(load_state(&path)?.epoch)
+}
+
+/// The backend a run last trained on (`None`: no state yet, or a run written before the
+/// backend was recorded).
+pub fn last_backend(run_dir: &Path) -> Result<Option<crate::cli::BackendArg>, TrainError> {
+    use crate::cli::BackendArg;
+    let path = run_dir.join(STATE_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let state = load_state(&path)?;
+    Ok(state.hardware.last().and_then(|h| match h.backend.as_str() {
+        "flex" => Some(BackendArg::Cpu),
+        "tch" => Some(BackendArg::Tch),
+        "wgpu" => Some(BackendArg::Wgpu),
+        _ => None,
+    }))
 }
 
 fn load_state(path: &Path) -> Result<RunState, TrainError> {
@@ -558,6 +598,7 @@ pub fn train(
     if state.hardware.last() != Some(&compute.hardware) {
         state.hardware.push(compute.hardware.clone());
     }
+    state.train_images = train_set.len();
     save_json(&out.join(CONFIG_FILE), config)?;
 
     let mut history = read_metrics(&out.join(METRICS_FILE));
@@ -595,7 +636,14 @@ pub fn train(
             let augmented: Vec<_> = batch
                 .iter()
                 .map(|&i| {
-                    augment(&train_set[i].input, &train_set[i].target, &config.augment, &mut rng)
+                    // Style mixing borrows another training photograph's look (drawn only
+                    // when it is on, so runs without it keep their random stream).
+                    let style = (config.augment.camera.style_mix > 0.0 && train_set.len() > 1)
+                        .then(|| {
+                            &train_set[(rng.next_u64() % train_set.len() as u64) as usize].input
+                        });
+                    let s = &train_set[i];
+                    augment(&s.input, &s.target, &config.augment, style, &mut rng)
                 })
                 .collect();
             let inputs: Vec<_> = augmented.iter().map(|(r, _)| r).collect();
@@ -689,12 +737,12 @@ fn save_checkpoint(
     state: &RunState,
 ) -> Result<(), TrainError> {
     save_model(model, &out.join(LAST_MODEL))?;
-    let tmp = out.join("optim-last.tmp");
+    let path = out.join(LAST_OPTIM);
+    let tmp = files::temp_path(&path);
     optim
         .save(&tmp)
         .map_err(|e| TrainError::Checkpoint { path: tmp.clone(), message: e.to_string() })?;
-    std::fs::rename(&tmp, out.join(LAST_OPTIM))
-        .map_err(io_err(&out.join(LAST_OPTIM), "cannot replace"))?;
+    files::commit(&tmp, &path, Durability::Atomic).map_err(io_err(&path, "cannot replace"))?;
     save_json(&out.join(STATE_FILE), state)
 }
 
@@ -714,6 +762,23 @@ fn finish_interrupted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_run_keeps_the_backend_it_last_trained_on() {
+        use crate::backend::Hardware;
+        use crate::cli::BackendArg;
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(last_backend(dir.path()).unwrap(), None, "no state yet");
+        let hw = |b: &str| Hardware { backend: b.into(), device: "cpu".into(), threads: 2 };
+        let mut state = RunState { epoch: 3, ..RunState::default() };
+        save_json(&dir.path().join(STATE_FILE), &state).unwrap();
+        assert_eq!(last_backend(dir.path()).unwrap(), None, "written before it was recorded");
+        state.hardware = vec![hw("flex"), hw("tch")];
+        save_json(&dir.path().join(STATE_FILE), &state).unwrap();
+        assert_eq!(last_backend(dir.path()).unwrap(), Some(BackendArg::Tch));
+        std::fs::write(dir.path().join(STATE_FILE), "{").unwrap();
+        assert!(last_backend(dir.path()).is_err(), "a damaged state is an error, not flex");
+    }
 
     #[test]
     fn large_cups_are_drawn_more_often_and_old_configs_draw_every_eye_once() {

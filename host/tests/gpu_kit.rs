@@ -130,17 +130,20 @@ fn the_kit_packs_checks_and_trains_the_default_recipe_on_the_cpu() {
         assert_eq!(check["size"].to_string(), size);
         assert_eq!(check["worst_gradient_rel"], 0.0, "flex against flex: {check}");
     }
-    for f in ["loc128/model-last.bpk", "seg176w12z/model-best.bpk", "seg176w12z/curves.png"] {
+    for f in ["loc128/model-last.bpk", "seg3b/model-best.bpk", "seg3b/curves.png"] {
         assert!(cpu_out.join("runs").join(f).is_file(), "{f}");
     }
-    assert!(!cpu_out.join("runs/seg176w12z/optim-last.bpk").exists(), "optimiser state stays");
+    assert!(!cpu_out.join("runs/seg3b/optim-last.bpk").exists(), "optimiser state stays");
     let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(cpu_out.join("runs/seg176w12z/state.json")).unwrap(),
+        &std::fs::read_to_string(cpu_out.join("runs/seg3b/state.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(state["epoch"], 4, "the four segmenter cycles of the recipe: {state}");
+    assert_eq!(
+        state["epoch"], 3,
+        "the two segmenter cycles of the recipe (SMOKE: 2 + 1 epochs): {state}"
+    );
     assert_eq!(state["hardware"][0]["backend"], "flex");
     let summary = std::fs::read_to_string(cpu_out.join("summary.txt")).unwrap();
-    assert!(summary.contains("seg176w12z: 4 epochs"), "{summary}");
+    assert!(summary.contains("seg3b: 3 epochs"), "{summary}");
     assert!(summary.contains("s/epoch"), "{summary}");
 }

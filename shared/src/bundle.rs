@@ -25,7 +25,7 @@ pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::error::BundleError;
 use crate::metrics::Summary;
-use crate::postprocess::{OutputSpec, ShapeFit, TestTimeAugmentation};
+use crate::postprocess::{InferenceOptions, OutputSpec, ShapeFit, TestTimeAugmentation};
 use crate::preprocess::PreprocessConfig;
 
 /// First bytes of every bundle.
@@ -127,17 +127,12 @@ pub struct Manifest {
     pub training: Option<TrainingSummary>,
     pub scores: Vec<TestScores>,
     pub selftest: Option<SelfTest>,
-    /// Format minor 1 (this and the next field): the shape fitted to the segmenter's disc and
-    /// cup. They are the manifest's last fields, so a minor-0 reader stops before them
-    /// (postcard leaves trailing bytes unread), and a minor-0 bundle reads as
-    /// [`ShapeFit::None`] and no padding.
-    pub shape_fit: ShapeFit,
-    /// How far a disc-centred crop is padded, in multiples of its longer side, for the
-    /// segmenter to see the disc at its training scale
-    /// ([`crate::runtime::Framing::DiscCentred`]); `None`: not chosen for this model.
-    pub disc_centred_pad: Option<f32>,
-    /// Format minor 2: the segmenter's test-time augmentation; older bundles read as none.
-    pub tta: TestTimeAugmentation,
+    /// How the scores become the stored mask (shape fit, disc-centred padding, test-time
+    /// augmentation). Its fields are the manifest's last bytes: format minor 1 added the first
+    /// two, minor 2 the third, so an older reader stops before the ones it does not know
+    /// (postcard leaves trailing bytes unread), and an older bundle is completed with the
+    /// defaults by [`Bundle::from_bytes`] (one row per minor).
+    pub inference: InferenceOptions,
 }
 
 /// A model bundle in memory.
@@ -410,9 +405,7 @@ mod tests {
                 summary: Summary { n: 1, disc_dice: 0.5, cup_dice: 0.25, ..Summary::default() },
             }],
             selftest: None,
-            shape_fit: ShapeFit::None,
-            disc_centred_pad: None,
-            tta: TestTimeAugmentation::None,
+            inference: InferenceOptions::default(),
         }
     }
 
@@ -480,9 +473,9 @@ mod tests {
             Bundle::from_bytes(&old, &Verification::signed_by(vec![key(7).verifying_key()]))
                 .unwrap();
         assert_eq!(loaded.bundle, golden());
-        assert_eq!(loaded.bundle.manifest().tta, TestTimeAugmentation::None);
+        assert_eq!(loaded.bundle.manifest().inference.tta, TestTimeAugmentation::None);
         let mut flipped = golden_manifest();
-        flipped.tta = TestTimeAugmentation::HorizontalFlip;
+        flipped.inference.tta = TestTimeAugmentation::HorizontalFlip;
         let new = Bundle::new(flipped, vec![b"graph-one".to_vec(), b"graph-2".to_vec()])
             .unwrap()
             .to_bytes(None)
@@ -502,12 +495,12 @@ mod tests {
             Bundle::from_bytes(&old, &Verification::signed_by(vec![key(7).verifying_key()]))
                 .unwrap();
         assert_eq!(loaded.bundle, golden());
-        assert_eq!(loaded.bundle.manifest().shape_fit, ShapeFit::None);
-        assert_eq!(loaded.bundle.manifest().disc_centred_pad, None);
+        assert_eq!(loaded.bundle.manifest().inference.shape_fit, ShapeFit::None);
+        assert_eq!(loaded.bundle.manifest().inference.disc_centred_pad, None);
         // A 1.0 reader of a 1.1 bundle reads the same manifest bytes and leaves the additions.
         let mut fitted = golden_manifest();
-        fitted.shape_fit = ShapeFit::Ellipse;
-        fitted.disc_centred_pad = Some(1.5);
+        fitted.inference.shape_fit = ShapeFit::Ellipse;
+        fitted.inference.disc_centred_pad = Some(1.5);
         let new = Bundle::new(fitted, vec![b"graph-one".to_vec(), b"graph-2".to_vec()])
             .unwrap()
             .to_bytes(None)
@@ -706,12 +699,18 @@ mod tests {
                         expected_mask_png: png,
                         min_agreement: a,
                     }),
-                    shape_fit: if created % 2 == 0 { ShapeFit::None } else { ShapeFit::Ellipse },
-                    disc_centred_pad: (created % 3 == 0).then_some(1.75),
-                    tta: if created % 5 == 0 {
-                        TestTimeAugmentation::HorizontalFlip
-                    } else {
-                        TestTimeAugmentation::None
+                    inference: InferenceOptions {
+                        shape_fit: if created % 2 == 0 {
+                            ShapeFit::None
+                        } else {
+                            ShapeFit::Ellipse
+                        },
+                        disc_centred_pad: (created % 3 == 0).then_some(1.75),
+                        tta: if created % 5 == 0 {
+                            TestTimeAugmentation::HorizontalFlip
+                        } else {
+                            TestTimeAugmentation::None
+                        },
                     },
                 };
                 (manifest, graphs)

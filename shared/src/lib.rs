@@ -6,11 +6,13 @@
 //! photograph's size) -> [`labels`] (0/128/255 masks) -> [`metrics`] (REFUGE's definitions).
 //! The parameters of that road travel inside the model [`bundle`].
 //!
-//! This crate never depends on burn, and does no file or device I/O. With feature `runtime`
-//! it also runs exported bundles with tract ([`runtime`]).
+//! This crate never depends on burn and does no device I/O; its only file I/O is [`files`]
+//! (folder listing and atomic writes, shared by host and device) and, with feature `runtime`,
+//! the bundle loader of [`runtime`], which runs exported bundles with tract.
 
 pub mod bundle;
 pub mod error;
+pub mod files;
 pub mod labels;
 pub mod metrics;
 pub mod overlay;

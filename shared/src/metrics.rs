@@ -33,13 +33,19 @@ pub struct Measurements {
 
 /// Measures a mask.
 pub fn measure(mask: &LabelMap) -> Measurements {
-    let (w, h) = (mask.width() as usize, mask.height() as usize);
-    let mut disc_cols = vec![0u64; w];
-    let mut cup_cols = vec![0u64; w];
+    let w = mask.width() as usize;
+    // Only the disc's box holds disc or cup pixels: a camera frame has millions of pixels and
+    // the disc a small part of them (the box is found a row at a time).
+    let (x0, x1, rows) = match crate::preprocess::disc_box(mask) {
+        Some((x0, y0, x1, y1)) => (x0 as usize, x1 as usize + 1, y0 as usize..y1 as usize + 1),
+        None => (0, 0, 0..0),
+    };
+    let mut disc_cols = vec![0u64; x1 - x0];
+    let mut cup_cols = vec![0u64; x1 - x0];
     let (mut disc_row_max, mut cup_row_max) = (0u64, 0u64);
     let (mut disc_area, mut cup_area) = (0u64, 0u64);
-    for y in 0..h {
-        let row = &mask.classes()[y * w..(y + 1) * w];
+    for y in rows {
+        let row = &mask.classes()[y * w + x0..y * w + x1];
         let (mut disc_row, mut cup_row) = (0u64, 0u64);
         for (x, c) in row.iter().enumerate() {
             if c.is_disc() {
@@ -182,6 +188,58 @@ pub fn summarize(scores: &[ImageScores]) -> Summary {
 mod tests {
     use super::*;
     use crate::labels::Class;
+
+    /// `measure` over every pixel, as it was before it looked only inside the disc's box.
+    fn measure_whole(mask: &LabelMap) -> Measurements {
+        let (w, h) = (mask.width() as usize, mask.height() as usize);
+        let (mut dc, mut cc) = (vec![0u64; w], vec![0u64; w]);
+        let (mut dr, mut cr, mut da, mut ca) = (0u64, 0u64, 0u64, 0u64);
+        for y in 0..h {
+            let (mut d, mut c) = (0u64, 0u64);
+            for x in 0..w {
+                let k = mask.get(x as u32, y as u32);
+                if k.is_disc() {
+                    dc[x] += 1;
+                    d += 1;
+                }
+                if k == Class::Cup {
+                    cc[x] += 1;
+                    c += 1;
+                }
+            }
+            (dr, cr, da, ca) = (dr.max(d), cr.max(c), da + d, ca + c);
+        }
+        let (dv, cv) =
+            (dc.iter().copied().max().unwrap_or(0), cc.iter().copied().max().unwrap_or(0));
+        let ratio = |a: u64, b: u64| a as f64 / (b as f64 + EPS);
+        Measurements {
+            disc_area: da,
+            cup_area: ca,
+            disc_vertical: dv,
+            cup_vertical: cv,
+            disc_horizontal: dr,
+            cup_horizontal: cr,
+            vcdr: ratio(cv, dv),
+            hcdr: ratio(cr, dr),
+            acdr: ratio(ca, da),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn measuring_inside_the_disc_box_equals_measuring_every_pixel(
+            w in 1u32..24,
+            h in 1u32..24,
+            cells in proptest::collection::vec((0u32..24, 0u32..24, 0u8..3), 0..40),
+        ) {
+            let mut m = LabelMap::filled(w, h, Class::Background);
+            for (x, y, k) in cells {
+                let class = [Class::Cup, Class::Rim, Class::Background][k as usize];
+                m.set(x % w, y % h, class);
+            }
+            proptest::prop_assert_eq!(measure(&m), measure_whole(&m));
+        }
+    }
 
     fn map(rows: &[&str]) -> LabelMap {
         let data = rows

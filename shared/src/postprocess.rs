@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PostprocessError;
 use crate::labels::{Class, LabelMap};
-use crate::preprocess::Geometry;
+use crate::preprocess::{Geometry, Tensor4};
 
 /// What the output channels hold.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +169,65 @@ fn taps(out_len: u32, in_len: usize) -> Vec<(usize, usize, f32)> {
             (i0, (i0 + 1).min(last), s - i0 as f32)
         })
         .collect()
+}
+
+/// How a model's scores become the stored mask, beyond its stages: chosen when the bundle is
+/// exported, carried in its manifest (format minors 1 and 2 added these fields, in this order,
+/// at the manifest's end), and applied through [`InferenceOptions::scores`] and
+/// [`InferenceOptions::fit`] by the tract runtime on host and device and by the burn road
+/// (`papilla evaluate --model RUN_DIR --shape-fit --tta`), so a run and its bundle are scored
+/// alike.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct InferenceOptions {
+    /// The shape fitted to the segmenter's clean disc and cup.
+    pub shape_fit: ShapeFit,
+    /// How far a disc-centred crop is padded, in multiples of its longer side, for the
+    /// segmenter to see the disc at its training scale; `None`: not chosen for this model.
+    pub disc_centred_pad: Option<f32>,
+    /// The segmenter's test-time augmentation.
+    pub tta: TestTimeAugmentation,
+}
+
+impl InferenceOptions {
+    /// The segmenter's scores for `input` (`[N, C, H, W]`) under the test-time augmentation:
+    /// `net` gives the scores of a batch, `[N, K, H, W]` at the input's width; with a
+    /// horizontal flip it also runs on the mirrored batch, whose scores are mirrored back and
+    /// averaged with the plain pass's. `input` is left mirrored in that case.
+    pub fn scores<E>(
+        &self,
+        input: &mut Tensor4,
+        mut net: impl FnMut(&Tensor4) -> Result<Vec<f32>, E>,
+    ) -> Result<Vec<f32>, E> {
+        let mut scores = net(input)?;
+        if self.tta == TestTimeAugmentation::HorizontalFlip {
+            let width = input.shape[3];
+            flip_width(&mut input.data, width);
+            let mut mirrored = net(input)?;
+            debug_assert_eq!(mirrored.len(), scores.len(), "both passes score the same shape");
+            debug_assert_eq!(scores.len() % width.max(1), 0, "scores at the input's width");
+            flip_width(&mut mirrored, width);
+            for (a, b) in scores.iter_mut().zip(&mirrored) {
+                *a = 0.5 * (*a + *b);
+            }
+        }
+        Ok(scores)
+    }
+
+    /// The final mask: `mask` (already clean) with the shape fit applied.
+    pub fn fit(&self, mask: LabelMap) -> LabelMap {
+        match self.shape_fit {
+            ShapeFit::None => mask,
+            ShapeFit::Ellipse => fit_ellipses(&mask),
+        }
+    }
+}
+
+/// Reverses every row of a row-major tensor whose rows are `width` long: the left-right mirror
+/// image of each plane of an `[N, C, H, W]` tensor.
+pub fn flip_width(data: &mut [f32], width: usize) {
+    for row in data.chunks_exact_mut(width.max(1)) {
+        row.reverse();
+    }
 }
 
 /// Test-time augmentation of the segmenter, chosen when the bundle is exported and applied by
@@ -407,6 +466,34 @@ pub fn fill_holes(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
 mod tests {
     use super::*;
     use crate::preprocess::Rect;
+
+    #[test]
+    fn flip_width_mirrors_each_row_of_each_plane() {
+        // [1, 2, 2, 3]: two planes of two rows of three.
+        let mut v: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        flip_width(&mut v, 3);
+        assert_eq!(v, [2., 1., 0., 5., 4., 3., 8., 7., 6., 11., 10., 9.]);
+        flip_width(&mut v, 3);
+        assert_eq!(v, (0..12).map(|i| i as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn flip_tta_averages_the_plain_and_the_mirrored_pass() {
+        // A "network" that scores each pixel by its value plus its column: not mirror-symmetric,
+        // so the flipped pass differs and the average is checked against a hand computation.
+        let net = |x: &Tensor4| -> Result<Vec<f32>, ()> {
+            Ok(x.data.iter().enumerate().map(|(i, v)| v + (i % 3) as f32).collect())
+        };
+        let input = Tensor4 { data: vec![1., 2., 3.], shape: [1, 1, 1, 3] };
+        let plain = InferenceOptions::default();
+        assert_eq!(plain.scores(&mut input.clone(), net).unwrap(), [1., 3., 5.]);
+        let flip = InferenceOptions { tta: TestTimeAugmentation::HorizontalFlip, ..plain };
+        // Mirrored input [3, 2, 1] scores [3, 3, 3]; mirrored back [3, 3, 3]; mean with [1, 3, 5].
+        assert_eq!(flip.scores(&mut input.clone(), net).unwrap(), [2., 3., 4.]);
+        // A symmetric network gives the plain scores back.
+        let same = |x: &Tensor4| -> Result<Vec<f32>, ()> { Ok(x.data.clone()) };
+        assert_eq!(flip.scores(&mut input.clone(), same).unwrap(), input.data);
+    }
 
     /// Parses rows of `.` background, `r` rim, `c` cup.
     fn map(rows: &[&str]) -> LabelMap {

@@ -14,7 +14,7 @@ use crate::bundle::{Bundle, Manifest, Stage, StageRole, Verification};
 use crate::error::{BundleError, PostprocessError, PreprocessError};
 use crate::labels::{Class, LabelMap};
 use crate::metrics::{Measurements, measure};
-use crate::postprocess::{ShapeFit, TestTimeAugmentation, clean, fit_ellipses, postprocess};
+use crate::postprocess::{InferenceOptions, clean, postprocess};
 use crate::preprocess::{Geometry, Rect, Tensor4, mirror_index, preprocess, rescale};
 
 /// Why the runtime could not load or run a model.
@@ -314,7 +314,7 @@ impl Engine {
         pad: Option<f32>,
         size: (u32, u32),
     ) -> Result<Segmentation, RuntimeError> {
-        let Some(pad) = pad.or(self.manifest.disc_centred_pad) else {
+        let Some(pad) = pad.or(self.manifest.inference.disc_centred_pad) else {
             return Err(RuntimeError::Framing(
                 "this bundle does not say how to pad disc-centred crops; give the padding".into(),
             ));
@@ -358,15 +358,10 @@ impl Engine {
 
     /// The bundle's shape fit, if any.
     fn fit(&self, mask: LabelMap, times: &mut StageTimes) -> LabelMap {
-        match self.manifest.shape_fit {
-            ShapeFit::None => mask,
-            ShapeFit::Ellipse => {
-                let t = Instant::now();
-                let fitted = fit_ellipses(&mask);
-                times.postprocess += t.elapsed();
-                fitted
-            }
-        }
+        let t = Instant::now();
+        let fitted = self.manifest.inference.fit(mask);
+        times.postprocess += t.elapsed();
+        fitted
     }
 
     fn segment_fundus(
@@ -424,7 +419,7 @@ impl Engine {
         size: (u32, u32),
         times: &mut StageTimes,
     ) -> Result<LabelMap, RuntimeError> {
-        let (out, geometry) = self.infer_tta(s, image, roi, times, self.manifest.tta)?;
+        let (out, geometry) = self.infer_tta(s, image, roi, times, self.manifest.inference)?;
         let t = Instant::now();
         let geometry = geometry.at_size(size);
         let mask = postprocess(&out.data, &out.shape, &s.stage.output, &geometry)?;
@@ -440,43 +435,39 @@ impl Engine {
         roi: Option<Rect>,
         times: &mut StageTimes,
     ) -> Result<(Output, Geometry), RuntimeError> {
-        self.infer_tta(s, image, roi, times, TestTimeAugmentation::None)
+        self.infer_tta(s, image, roi, times, InferenceOptions::default())
     }
 
-    /// [`Engine::infer`] with `tta`: with a horizontal flip, the mirrored input's scores are
-    /// mirrored back and averaged with the plain pass's.
+    /// [`Engine::infer`] with the test-time augmentation of `options`
+    /// ([`InferenceOptions::scores`]).
     fn infer_tta(
         &self,
         s: &LoadedStage,
         image: &RgbImage,
         roi: Option<Rect>,
         times: &mut StageTimes,
-        tta: TestTimeAugmentation,
+        options: InferenceOptions,
     ) -> Result<(Output, Geometry), RuntimeError> {
         let t = Instant::now();
         let (mut input, geometry) = preprocess(image, &s.stage.preprocess, roi)?;
         times.preprocess += t.elapsed();
         let t = Instant::now();
-        let mut out = run_first(s, &input, &self.executor)?;
-        if tta == TestTimeAugmentation::HorizontalFlip {
-            flip_width(&mut input.data, input.shape);
-            let mut mirrored = run_first(s, &input, &self.executor)?;
-            let shape = output_shape(&mirrored, &s.stage.name)?;
-            flip_width(&mut mirrored.data, shape);
-            for (a, b) in out.data.iter_mut().zip(&mirrored.data) {
-                *a = 0.5 * (*a + *b);
+        let width = input.shape[3];
+        let mut shape = Vec::new();
+        let data = options.scores(&mut input, |x| {
+            let out = run_first(s, x, &self.executor)?;
+            // The mirrored pass is flipped back along the input's width.
+            if output_shape(&out, &s.stage.name)?[3] != width {
+                return Err(RuntimeError::Run {
+                    stage: s.stage.name.clone(),
+                    message: format!("output shape {:?} is not {width} wide", out.shape),
+                });
             }
-        }
+            shape.clone_from(&out.shape);
+            Ok(out.data)
+        })?;
         times.inference += t.elapsed();
-        Ok((out, geometry))
-    }
-}
-
-/// Reverses every row of an `[N, C, H, W]` tensor: the left-right mirror image.
-fn flip_width(data: &mut [f32], shape: [usize; 4]) {
-    let w = shape[3].max(1);
-    for row in data.chunks_exact_mut(w) {
-        row.reverse();
+        Ok((Output { data, shape }, geometry))
     }
 }
 
@@ -500,8 +491,9 @@ fn run_first(
 
 /// The segmentation of a final mask: a disc is found when any pixel is not background.
 fn finish(mask: LabelMap, roi: Option<Rect>, times: StageTimes) -> Segmentation {
-    let disc_found = mask.count(Class::Background) < mask.classes().len();
+    // Measured in the disc's box only; a disc is found when any pixel is not background.
     let measurements = measure(&mask);
+    let disc_found = measurements.disc_area > 0;
     Segmentation { mask, measurements, roi, disc_found, times }
 }
 
@@ -547,20 +539,5 @@ impl Engine {
             agreement: same as f64 / got.classes().len().max(1) as f64,
             required: t.min_agreement,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::flip_width;
-
-    #[test]
-    fn flip_width_mirrors_each_row_of_each_plane() {
-        // [1, 2, 2, 3]: two planes of two rows of three.
-        let mut v: Vec<f32> = (0..12).map(|i| i as f32).collect();
-        flip_width(&mut v, [1, 2, 2, 3]);
-        assert_eq!(v, [2., 1., 0., 5., 4., 3., 8., 7., 6., 11., 10., 9.]);
-        flip_width(&mut v, [1, 2, 2, 3]);
-        assert_eq!(v, (0..12).map(|i| i as f32).collect::<Vec<_>>());
     }
 }

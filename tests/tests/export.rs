@@ -531,10 +531,13 @@ fn a_flip_tta_bundle_is_mirror_equivariant_and_says_so_in_its_manifest() {
     let plain = engine(&export("tta-none", &f.run, &[]));
     let tta = engine(&export("tta-hflip", &f.run, &["--tta", "hflip"]));
     assert_eq!(
-        tta.manifest().tta,
+        tta.manifest().inference.tta,
         papilla_shared::postprocess::TestTimeAugmentation::HorizontalFlip
     );
-    assert_eq!(plain.manifest().tta, papilla_shared::postprocess::TestTimeAugmentation::None);
+    assert_eq!(
+        plain.manifest().inference.tta,
+        papilla_shared::postprocess::TestTimeAugmentation::None
+    );
     let mirrored_agreement = |e: &Engine| {
         let mut same = 0usize;
         let mut total = 0usize;
@@ -557,4 +560,50 @@ fn a_flip_tta_bundle_is_mirror_equivariant_and_says_so_in_its_manifest() {
     eprintln!("mirror agreement: one pass {p:.5}, flip TTA {t:.5}");
     assert_eq!(t, 1.0, "flip TTA is exactly mirror-equivariant");
     assert!(p < 1.0, "a single pass is not (else this test proves nothing): {p}");
+}
+
+#[test]
+fn a_run_scored_with_its_inference_options_agrees_with_its_bundle() {
+    // `evaluate --model RUN_DIR --shape-fit --tta` applies the same InferenceOptions as the
+    // bundle exported with them, so the run's figures are the bundle's (f32; tract and burn
+    // differ only by float rounding).
+    let f = fixture();
+    let options = ["--shape-fit", "ellipse", "--tta", "hflip"];
+    let bundle = export("inference-options", &f.run, &options);
+    // The manifest says how many photographs the run trained and validated on (16 in all).
+    let training = engine(&bundle).manifest().training.clone().unwrap();
+    assert_eq!(training.train_images + training.val_images, 16, "{training:?}");
+    assert!(training.val_images > 0);
+    let evaluate = |model: &Path, extra: &[&str]| {
+        let mut a = vec!["evaluate", "--model", model.to_str().unwrap()];
+        a.extend(["--data", f.synth.to_str().unwrap()]);
+        a.extend_from_slice(extra);
+        let Cmd::Evaluate(e) = cli(&a) else { panic!("evaluate") };
+        papilla_host::app::evaluate(&e, &Silent).unwrap().report
+    };
+    let from_bundle = evaluate(&bundle, &[]);
+    let from_run = evaluate(&f.run, &options);
+    let plain_run = evaluate(&f.run, &[]);
+    let (b, r, p) = (&from_bundle.summary, &from_run.summary, &plain_run.summary);
+    eprintln!("disc/cup/vCDR MAE: bundle {b:?}\nrun {r:?}\nrun without options {p:?}");
+    assert_eq!(b.n, r.n);
+    assert!((b.disc_dice - r.disc_dice).abs() < 1e-3, "disc {} vs {}", b.disc_dice, r.disc_dice);
+    assert!((b.cup_dice - r.cup_dice).abs() < 1e-3, "cup {} vs {}", b.cup_dice, r.cup_dice);
+    assert!((b.vcdr_mae - r.vcdr_mae).abs() < 1e-3, "vCDR {} vs {}", b.vcdr_mae, r.vcdr_mae);
+    // And the options do change the figures, or this test proves nothing.
+    assert!((p.disc_dice - r.disc_dice).abs() > 1e-4, "{p:?} vs {r:?}");
+    // A bundle carries its own options: asking again is an error, not a silent no-op.
+    let Cmd::Evaluate(e) = cli(&[
+        "evaluate",
+        "--model",
+        bundle.to_str().unwrap(),
+        "--data",
+        f.synth.to_str().unwrap(),
+        "--tta",
+        "hflip",
+    ]) else {
+        panic!()
+    };
+    let err = papilla_host::app::evaluate(&e, &Silent).unwrap_err().to_string();
+    assert!(err.contains("carries its own"), "{err}");
 }

@@ -7,7 +7,7 @@
 # REFUGE training split, exports the int8 bundle (signed when SIGN_KEY is set), and scores it
 # on the test splits. DATA is the folder written by `../shared/data/extract.sh refuge ...`
 # (DATA/refuge512), `... rimone ...` (DATA/rimone-dl) and `... zeiss ...` (DATA/refuge-zeiss).
-# 0.6.0 was trained with BACKEND=tch (a `--features tch` build): about 45 min of training on 2
+# 0.6.0 was trained with BACKEND=tch (a `--features tch` build): about 40 min of training on 2
 # idle CPU cores (flex: several hours, and other initial weights, since each backend draws its
 # own). Ctrl-C saves a checkpoint, and the same train command with --resume continues.
 #

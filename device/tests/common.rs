@@ -14,8 +14,8 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The shipped model: only the named acceptance tests read it (its signature, its self-test,
-/// the CLI on the shipped sample), so retraining it cannot break the loop and storage tests.
+/// The shipped model: of the device tests only the named acceptance test of its signature reads
+/// it, so retraining it cannot break the loop and storage tests.
 pub fn shipped() -> PathBuf {
     repo().join(papilla_device::segment::SHIPPED_MODEL)
 }

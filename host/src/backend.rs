@@ -81,16 +81,37 @@ pub struct Compute {
     pub hardware: Hardware,
 }
 
+impl BackendArg {
+    /// The name a run's `state.json` records for this backend.
+    pub fn burn_name(self) -> &'static str {
+        match self {
+            BackendArg::Cpu => "flex",
+            BackendArg::Tch => "tch",
+            BackendArg::Wgpu => "wgpu",
+        }
+    }
+
+    /// The backend a recorded name stands for.
+    pub fn from_burn_name(name: &str) -> Option<Self> {
+        [BackendArg::Cpu, BackendArg::Tch, BackendArg::Wgpu]
+            .into_iter()
+            .find(|b| b.burn_name() == name)
+    }
+}
+
 /// The burn device of a backend choice. `threads` sets libtorch's intra-op threads; flex
 /// runs on rayon's pool (all cores) and wgpu on the GPU.
 pub fn device_for(backend: BackendArg, threads: usize) -> Result<Compute, BackendError> {
     let cpu = |name: &str, threads| Hardware { backend: name.into(), device: cpu_name(), threads };
     let (device, hardware) = match backend {
-        BackendArg::Cpu => (Device::flex(), cpu("flex", all_cores())),
-        BackendArg::Tch => (tch_device(threads)?, cpu("tch", threads)),
+        BackendArg::Cpu => (Device::flex(), cpu(backend.burn_name(), all_cores())),
+        BackendArg::Tch => (tch_device(threads)?, cpu(backend.burn_name(), threads)),
         BackendArg::Wgpu => {
             let gpu = "default GPU adapter".into();
-            (wgpu_device()?, Hardware { backend: "wgpu".into(), device: gpu, threads: 0 })
+            (
+                wgpu_device()?,
+                Hardware { backend: backend.burn_name().into(), device: gpu, threads: 0 },
+            )
         }
     };
     Ok(Compute { device, hardware })

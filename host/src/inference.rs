@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use image::RgbImage;
 use papilla_shared::LabelMap;
 use papilla_shared::files::{self, Durability};
@@ -76,13 +76,7 @@ impl RunModel {
     /// Segments one photograph: shared preprocessing, the UNet, shared post-processing.
     pub fn segment(&self, image: &RgbImage) -> Result<LabelMap, InferError> {
         let (mut input, geometry) = preprocess(image, &self.config.preprocess, None)?;
-        let mut dims = [0; 4];
-        let values = self.options.scores(&mut input, |x| {
-            let x = Tensor::from_data(TensorData::new(x.data.clone(), x.shape), &self.device);
-            let logits = self.model.forward(x);
-            dims = logits.dims();
-            Ok::<_, InferError>(crate::model::f32_values(logits.into_data()))
-        })?;
+        let (values, dims) = training::scores(&self.model, &mut input, &self.options, &self.device);
         let [n, c, h, w] = dims;
         debug_assert_eq!(n, 1);
         let mask = postprocess(&values, &[1, c, h, w], &OutputSpec::seed(), &geometry)?;

@@ -244,12 +244,41 @@ pub fn input_batch(
     config: &PreprocessConfig,
     device: &Device,
 ) -> Tensor<4> {
+    let batch = normalized_batch(inputs, config);
+    Tensor::from_data(TensorData::new(batch.data, batch.shape), device)
+}
+
+/// Network-sized samples normalised into one `[N, 3, H, W]` batch.
+fn normalized_batch(
+    inputs: &[&papilla_shared::preprocess::Resized],
+    config: &PreprocessConfig,
+) -> Tensor4 {
     let (w, h) = (inputs[0].width as usize, inputs[0].height as usize);
     let mut data = Vec::with_capacity(inputs.len() * 3 * w * h);
     for r in inputs {
         data.extend_from_slice(&normalize(r, config).data);
     }
-    Tensor::from_data(TensorData::new(data, [inputs.len(), 3, h, w]), device)
+    Tensor4 { shape: [inputs.len(), 3, h, w], data }
+}
+
+/// The UNet's scores of `batch` under `options`' test-time augmentation, and their shape:
+/// the burn side of [`InferenceOptions::scores`], for validation and `evaluate --model RUN_DIR`.
+pub fn scores(
+    model: &UNet,
+    batch: &mut Tensor4,
+    options: &InferenceOptions,
+    device: &Device,
+) -> (Vec<f32>, [usize; 4]) {
+    let mut dims = [0; 4];
+    let values = options
+        .scores(batch, |x| {
+            let input = Tensor::from_data(TensorData::new(x.data.clone(), x.shape), device);
+            let logits = model.forward(input);
+            dims = logits.dims();
+            Ok::<_, std::convert::Infallible>(crate::model::f32_values(logits.into_data()))
+        })
+        .unwrap_or_else(|never| match never {});
+    (values, dims)
 }
 
 /// One-hot targets in class-index order.
@@ -347,20 +376,10 @@ pub fn predict_masks(
     let spec = OutputSpec::seed();
     let mut masks = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(batch_size.max(1)) {
-        let (w, h) = (chunk[0].input.width as usize, chunk[0].input.height as usize);
-        let mut data = Vec::with_capacity(chunk.len() * 3 * w * h);
-        for s in chunk {
-            data.extend_from_slice(&normalize(&s.input, preprocess).data);
-        }
-        let mut batch = Tensor4 { shape: [chunk.len(), 3, h, w], data };
+        let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
+        let mut batch = normalized_batch(&inputs, preprocess);
         // The same test-time augmentation and shape fit as the tract runtime applies.
-        let mut dims = [0; 4];
-        let values = options.scores(&mut batch, |x| {
-            let input = Tensor::from_data(TensorData::new(x.data.clone(), x.shape), device);
-            let logits = model.forward(input);
-            dims = logits.dims();
-            Ok::<_, TrainError>(crate::model::f32_values(logits.into_data()))
-        })?;
+        let (values, dims) = scores(model, &mut batch, options, device);
         let [_, c, h, w] = dims;
         let per = c * h * w;
         for (i, sample) in chunk.iter().enumerate() {
@@ -452,12 +471,7 @@ pub fn last_backend(run_dir: &Path) -> Result<Option<crate::cli::BackendArg>, Tr
         return Ok(None);
     }
     let state = load_state(&path)?;
-    Ok(state.hardware.last().and_then(|h| match h.backend.as_str() {
-        "flex" => Some(BackendArg::Cpu),
-        "tch" => Some(BackendArg::Tch),
-        "wgpu" => Some(BackendArg::Wgpu),
-        _ => None,
-    }))
+    Ok(state.hardware.last().and_then(|h| BackendArg::from_burn_name(&h.backend)))
 }
 
 fn load_state(path: &Path) -> Result<RunState, TrainError> {

@@ -113,10 +113,9 @@ pub fn disc_box(labels: &LabelMap) -> Option<(u32, u32, u32, u32)> {
     // A row at a time: a camera frame has millions of pixels, the disc a few rows of them.
     for (y, row) in labels.classes().chunks_exact(w).enumerate() {
         let disc = |c: &Class| *c != Class::Background;
-        let (Some(first), Some(last)) = (row.iter().position(disc), row.iter().rposition(disc))
-        else {
-            continue;
-        };
+        // An empty row is read once; the search from the right starts only on a disc row.
+        let Some(first) = row.iter().position(disc) else { continue };
+        let last = row.iter().rposition(disc).unwrap_or(first);
         let (first, last, y) = (first as u32, last as u32, y as u32);
         b = Some(match b {
             None => (first, y, last, y),

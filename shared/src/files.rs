@@ -74,17 +74,8 @@ pub fn commit(tmp: &Path, path: &Path, durability: Durability) -> io::Result<()>
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
     let tmp = temp_path(path);
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    if durability == Durability::Synced {
-        f.sync_all()?;
-    }
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if durability == Durability::Synced {
-        sync_parent(path)?;
-    }
-    Ok(())
+    File::create(&tmp)?.write_all(bytes)?;
+    commit(&tmp, path, durability)
 }
 
 /// Syncs `dir`, so that a rename inside it is durable.

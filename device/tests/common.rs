@@ -31,7 +31,7 @@ pub fn test_model() -> PathBuf {
 }
 
 /// The test bundle, read and checked.
-fn test_bundle() -> Bundle {
+pub fn test_bundle() -> Bundle {
     let bytes = std::fs::read(test_model()).expect("the test bundle is in the repository");
     Bundle::from_bytes(&bytes, &Verification::integrity_only()).unwrap().bundle
 }

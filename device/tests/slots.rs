@@ -157,3 +157,27 @@ fn an_older_model_is_refused_unless_allowed_and_rollback_still_returns() {
     let e = chain(&slots.install(&odd, &trusting(1), 1).unwrap_err());
     assert!(e.contains("cannot tell") && e.contains("--allow-downgrade"), "{e}");
 }
+
+#[test]
+fn the_engine_feeds_and_reads_the_graph_ports_its_manifest_names() {
+    use papilla_shared::bundle::{Bundle, Stage};
+    use papilla_shared::runtime::Engine;
+    let bundle = test_bundle();
+    let graphs: Vec<Vec<u8>> = bundle.stages().map(|(_, g)| g.to_vec()).collect();
+    let renamed = |f: &dyn Fn(&mut Stage)| {
+        let mut manifest = bundle.manifest().clone();
+        manifest.stages.iter_mut().for_each(f);
+        Bundle::new(manifest, graphs.clone()).unwrap()
+    };
+    let err = Engine::new(&renamed(&|s| s.output_name = "scores".into()), 1).unwrap_err();
+    assert!(chain(&err).contains(r#"the graph has no output named "scores""#), "{}", chain(&err));
+    let err = Engine::new(&renamed(&|s| s.input_name = "image".into()), 1).unwrap_err();
+    assert!(chain(&err).contains(r#"the graph has no input named "image""#), "{}", chain(&err));
+    // An intermediate tensor named as the output is what the engine reads: its channels are
+    // not the classes, which post-processing refuses.
+    let engine = Engine::new(&renamed(&|s| s.output_name = "d0_1".into()), 1).unwrap();
+    let photo = image::RgbImage::new(64, 64);
+    let err = engine.segment(&photo).unwrap_err();
+    assert!(chain(&err).contains("output has shape [1, 8, 64, 64]"), "{}", chain(&err));
+    assert!(Engine::new(&bundle, 1).unwrap().segment(&photo).is_ok());
+}

@@ -69,26 +69,21 @@ fn main() {
                 preprocess(&s.image, &pre, None).expect("preprocess").0
             })
             .collect();
-        let options = |form, weights, activations, calibration_outputs| GraphOptions {
+        let options = |form, weights, activations| GraphOptions {
             height: size,
             width: size,
             form,
             weights,
             activations,
-            calibration_outputs,
             metadata: Vec::new(),
         };
-        let with_outputs = onnx::to_bytes(
-            &onnx::build(
-                &layers,
-                &options(Form::F32, WeightScales::PerTensor, ActType::I8, true),
-                None,
-            )
-            .expect("graph"),
+        let graph_f32 = onnx::to_bytes(
+            &onnx::build(&layers, &options(Form::F32, WeightScales::PerTensor, ActType::I8), None)
+                .expect("graph"),
         );
         let ranges = calibrate(
             &layers,
-            &with_outputs,
+            &graph_f32,
             &inputs,
             CalibMethod::MinMax,
             2,
@@ -97,8 +92,7 @@ fn main() {
         .expect("calibration");
         for (label, form, weights, acts) in forms {
             let bytes = onnx::to_bytes(
-                &onnx::build(&layers, &options(form, weights, acts, false), Some(&ranges))
-                    .expect("graph"),
+                &onnx::build(&layers, &options(form, weights, acts), Some(&ranges)).expect("graph"),
             );
             let path = dir.join(format!("{size}-{}.onnx", label.replace([' ', ','], "_")));
             std::fs::write(&path, &bytes).expect("write onnx");

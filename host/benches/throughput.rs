@@ -10,8 +10,8 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
+use papilla_host::loss::{LossKind, loss, target_batch};
 use papilla_host::model::UNetConfig;
-use papilla_host::training::{LossKind, loss, target_batch};
 use papilla_shared::labels::{Class, LabelMap};
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -19,12 +19,15 @@ use crate::cli::{
 use crate::data::{self, DataError, LoadReport, Sample};
 use crate::export::{CalibMethod, ExportError, ExportOptions, ExportReport};
 use crate::inference::{self, InferError};
+use crate::loss::LossKind;
 use crate::model::{UNetConfig, Upsampling};
 use crate::onnx::{ActType, Form, WeightScales};
 use crate::progress::{Bar, Progress};
 use crate::report::{self, ReportError};
+use crate::run_dir::{RunDir, RunDirError};
 use crate::score::ScoreReport;
-use crate::training::{self, LossKind, OptimizerKind, TrainError, TrainOutcome, TrainingConfig};
+use crate::train_config::{OptimizerKind, TrainingConfig};
+use crate::training::{self, TrainError, TrainOutcome};
 use papilla_shared::bundle::Verification;
 use papilla_shared::postprocess::InferenceOptions;
 use papilla_shared::preprocess::{PreprocessConfig, RoiPolicy};
@@ -36,6 +39,8 @@ pub enum AppError {
     Data(#[from] DataError),
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error(transparent)]
+    Run(#[from] RunDirError),
     #[error(transparent)]
     Infer(#[from] InferError),
     #[error(transparent)]
@@ -170,15 +175,16 @@ pub fn train(
     interrupt: Arc<AtomicBool>,
     progress: &dyn Progress,
 ) -> Result<TrainOutcome, AppError> {
-    let resuming = args.resume && args.out.join(training::CONFIG_FILE).is_file();
+    let run = RunDir::new(&args.out);
+    let resuming = args.resume && run.has_config();
     let backend = match args.backend {
         Some(b) => b,
-        None if resuming => training::last_backend(&args.out)?.unwrap_or(BackendArg::Cpu),
+        None if resuming => run.last_backend()?.unwrap_or(BackendArg::Cpu),
         None => BackendArg::Cpu,
     };
     let compute = device_for(backend, args.threads)?;
     let config = if resuming {
-        let mut c = training::load_config(&args.out)?;
+        let mut c = run.config()?;
         if let Some(e) = args.epochs {
             c.epochs = e;
         }
@@ -204,7 +210,7 @@ pub fn train(
         }
         if let Some(lr) = args.restart_lr {
             c.lr = lr;
-            c.cycle_start = training::completed_epochs(&args.out)?;
+            c.cycle_start = run.completed_epochs()?;
         }
         c
     } else {

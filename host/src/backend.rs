@@ -12,9 +12,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cli::BackendArg;
+use crate::loss::{LossKind, loss, target_batch};
 use crate::model::UNetConfig;
-use crate::training::{LossKind, loss, target_batch};
 use papilla_shared::preprocess::{PreprocessConfig, preprocess};
 use papilla_shared::synth::{SynthParams, generate};
 
@@ -79,6 +78,18 @@ pub fn cpu_name() -> String {
 pub struct Compute {
     pub device: Device,
     pub hardware: Hardware,
+}
+
+/// Compute backend of burn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// burn's `flex` CPU backend.
+    Cpu,
+    /// burn-wgpu on a GPU (needs a build with `--features gpu`).
+    Wgpu,
+    /// burn-tch on libtorch's CPU build: 3-4x flex's training speed (needs a build with
+    /// `--features tch` and libtorch, see scripts/fetch-libtorch.sh).
+    Tch,
 }
 
 impl BackendArg {
@@ -354,7 +365,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::training::RunState;
+    use crate::run_dir::RunState;
 
     #[test]
     fn flex_against_itself_agrees_exactly_and_a_wrong_gradient_is_refused() {

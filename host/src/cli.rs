@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use papilla_shared::postprocess::{ShapeFit, TestTimeAugmentation};
 
+pub use crate::backend::BackendArg;
+
 /// Optic disc and cup segmentation of colour fundus photographs: the training-host tool.
 #[derive(Debug, Parser)]
 #[command(name = "papilla", version, arg_required_else_help = true)]
@@ -96,18 +98,6 @@ pub struct SynthArgs {
     /// Seed of the first image; image i uses seed + i.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-}
-
-/// Compute backend of burn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    /// burn's `flex` CPU backend.
-    Cpu,
-    /// burn-wgpu on a GPU (needs a build with `--features gpu`).
-    Wgpu,
-    /// burn-tch on libtorch's CPU build: 3-4x flex's training speed (needs a build with
-    /// `--features tch` and libtorch, see scripts/fetch-libtorch.sh).
-    Tch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

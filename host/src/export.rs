@@ -9,6 +9,7 @@ use papilla_shared::bundle::{
     Bundle, Manifest, Precision, SelfTest, SigningKey, Stage, StageRole, TestScores,
     TrainingSummary, Verification, VerifyingKey,
 };
+use papilla_shared::files::{self, Durability};
 use papilla_shared::postprocess::{InferenceOptions, OutputSpec};
 use papilla_shared::preprocess::{Tensor4, preprocess};
 use papilla_shared::runtime::{self, Engine, Graph, RuntimeError};
@@ -18,12 +19,15 @@ use crate::inference::{self, InferError};
 use crate::model::UNetLayers;
 use crate::onnx::{self, ActType, Form, GraphOptions, Ranges, WeightScales};
 use crate::progress::{Bar, Progress};
-use crate::training::{self, STATE_FILE, TrainingConfig};
+use crate::run_dir::{RunDir, RunDirError, RunState};
+use crate::train_config::TrainingConfig;
 
 #[derive(Debug, Error)]
 pub enum ExportError {
     #[error(transparent)]
     Infer(#[from] InferError),
+    #[error(transparent)]
+    Run(#[from] RunDirError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -112,7 +116,6 @@ pub struct ExportReport {
 }
 
 struct Source {
-    run: PathBuf,
     config: TrainingConfig,
     layers: UNetLayers,
     role: StageRole,
@@ -120,7 +123,7 @@ struct Source {
 
 fn load_source(run: &Path, role: StageRole) -> Result<Source, ExportError> {
     let loaded = inference::load_run(run, &Device::flex())?;
-    Ok(Source { run: run.to_owned(), layers: loaded.model.layers(), config: loaded.config, role })
+    Ok(Source { layers: loaded.model.layers(), config: loaded.config, role })
 }
 
 fn metadata(s: &Source, precision: Precision) -> Vec<(String, String)> {
@@ -138,7 +141,6 @@ fn graph_bytes(
     form: Form,
     (weights, activations): (WeightScales, ActType),
     ranges: Option<&Ranges>,
-    calibration_outputs: bool,
 ) -> Result<Vec<u8>, ExportError> {
     let precision = precision_of(Some(form));
     let options = GraphOptions {
@@ -147,7 +149,6 @@ fn graph_bytes(
         form,
         weights,
         activations,
-        calibration_outputs,
         metadata: metadata(s, precision),
     };
     let model = onnx::build(&s.layers, &options, ranges).map_err(ExportError::Graph)?;
@@ -179,29 +180,30 @@ fn stage_of(s: &Source, precision: Precision) -> Stage {
     }
 }
 
-/// Calibration ranges of every quantized tensor of `s`, measured by running its f32 graph in
-/// tract on `inputs`.
+/// Calibration ranges of every quantized tensor of `layers`, measured by running their f32
+/// graph in tract on `inputs` and reading each activation by its name.
 pub fn calibrate(
     layers: &UNetLayers,
-    graph_f32_with_outputs: &[u8],
+    graph_f32: &[u8],
     inputs: &[Tensor4],
     method: CalibMethod,
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<Ranges, ExportError> {
     let names = onnx::calibration_tensors(layers);
+    // The first is the input itself, read directly; the graph gives the others, in order.
+    let read: Vec<&str> = names[1..].iter().map(String::as_str).collect();
     let mut per_image: Vec<Vec<(f32, f32)>> = vec![Vec::new(); names.len()];
     let exec = runtime::executor(threads);
     let mut graph: Option<Graph> = None;
     for input in inputs {
         if graph.as_ref().is_none_or(|g| g.input_shape() != input.shape) {
-            graph = Some(Graph::load(graph_f32_with_outputs, input.shape, "calibration")?);
+            graph = Some(Graph::with_outputs(graph_f32, input.shape, "calibration", &read)?);
         }
         let outs = graph.as_ref().expect("loaded above").run(input, &exec, "calibration")?;
         progress.advance(Bar::Main, 1);
-        // Output 0 is the logits, then `calibration_tensors` after the input (read directly).
-        for (i, _) in names.iter().enumerate() {
-            let data: &[f32] = if i == 0 { &input.data } else { &outs[i].data };
+        for i in 0..names.len() {
+            let data: &[f32] = if i == 0 { &input.data } else { &outs[i - 1].data };
             per_image[i].push(match method {
                 CalibMethod::MinMax => {
                     data.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)))
@@ -259,7 +261,7 @@ fn calibration_photos(dirs: &[PathBuf], n: usize) -> Result<Vec<RgbImage>, Expor
 
 /// An engine over f32 graphs of the sources (to find the crops calibration must see).
 fn engine_of(
-    sources: &[&Source],
+    sources: &[Source],
     graphs: Vec<Vec<u8>>,
     precision: Precision,
     inference: InferenceOptions,
@@ -281,175 +283,218 @@ fn engine_of(
     Ok((bundle, engine))
 }
 
+/// A checked export (ripgrep's `HiArgs` pattern): every option validated and the runs loaded
+/// before anything is computed, so [`export`] is a sequence of small steps.
+struct ExportPlan<'a> {
+    options: &'a ExportOptions,
+    /// The locator (when there is one), then the segmenter: the bundle's running order.
+    sources: Vec<Source>,
+    /// The segmenter run's state: epochs, validation scores, hardware.
+    state: RunState,
+    precision: Precision,
+}
+
+impl<'a> TryFrom<&'a ExportOptions> for ExportPlan<'a> {
+    type Error = ExportError;
+
+    fn try_from(o: &'a ExportOptions) -> Result<Self, ExportError> {
+        if let Some(p) =
+            o.inference.disc_centred_pad.filter(|p| !runtime::DISC_CENTRED_PADS.contains(p))
+        {
+            return Err(ExportError::DiscCentredPad(p));
+        }
+        if matches!(o.int8, Some(Form::QLinear | Form::Qdq)) && o.calibration.is_empty() {
+            return Err(ExportError::NoCalibration);
+        }
+        let mut seg = load_source(&o.checkpoint, StageRole::Segmenter)?;
+        if let Some(c) = o.roi_context {
+            match seg.config.preprocess.roi.as_mut() {
+                Some(roi) if c.is_finite() && c >= 1.0 => roi.context = c,
+                Some(_) => return Err(ExportError::RoiContext(c)),
+                None => return Err(ExportError::LocatorWithoutCrop),
+            }
+        }
+        let loc = match &o.locator {
+            Some(run) => {
+                let l = load_source(run, StageRole::Locator)?;
+                if l.config.preprocess.roi.is_some() {
+                    return Err(ExportError::LocatorIsSecondStage { run: run.clone() });
+                }
+                if seg.config.preprocess.roi.is_none() {
+                    return Err(ExportError::LocatorWithoutCrop);
+                }
+                Some(l)
+            }
+            None if seg.config.preprocess.roi.is_some() => {
+                return Err(ExportError::NeedsLocator { run: o.checkpoint.clone() });
+            }
+            None => None,
+        };
+        let state = RunDir::new(&o.checkpoint).state()?.unwrap_or_default();
+        let sources = loc.into_iter().chain([seg]).collect();
+        Ok(Self { options: o, sources, state, precision: precision_of(o.int8) })
+    }
+}
+
+impl ExportPlan<'_> {
+    fn segmenter(&self) -> &Source {
+        self.sources.last().expect("a plan always has its segmenter")
+    }
+
+    fn quantization(&self) -> (WeightScales, ActType) {
+        (self.options.weights, self.options.activations)
+    }
+
+    fn f32_graphs(&self) -> Result<Vec<Vec<u8>>, ExportError> {
+        let q = self.quantization();
+        self.sources.iter().map(|s| graph_bytes(s, Form::F32, q, None)).collect()
+    }
+
+    /// The graphs in `form`, each calibrated on the inputs its stage sees: whole photographs
+    /// for the locator, the crops an f32 bundle finds for the segmenter. Also returns how many
+    /// photographs were read.
+    fn quantized_graphs(
+        &self,
+        form: Form,
+        progress: &dyn Progress,
+    ) -> Result<(Vec<Vec<u8>>, usize), ExportError> {
+        let o = self.options;
+        let photos = calibration_photos(&o.calibration, o.calib_images)?;
+        let f32_graphs = self.f32_graphs()?;
+        let (_, f32_engine) =
+            engine_of(&self.sources, f32_graphs.clone(), Precision::F32, o.inference, o.threads)?;
+        let mut graphs = Vec::new();
+        for (s, f32_graph) in self.sources.iter().zip(&f32_graphs) {
+            // Finding the crops, then running the f32 graph on them: two steps a photograph.
+            let label = format!("calibrating {:?}", s.role).to_lowercase();
+            progress.begin(Bar::Main, &label, 2 * photos.len() as u64);
+            let mut inputs = Vec::with_capacity(photos.len());
+            for p in &photos {
+                progress.advance(Bar::Main, 1);
+                let roi = match s.role {
+                    StageRole::Locator => None,
+                    StageRole::Segmenter => f32_engine.segment(p)?.roi,
+                };
+                if s.config.preprocess.roi.is_some() && roi.is_none() {
+                    continue; // no disc found: this photograph teaches the crop nothing
+                }
+                inputs.push(preprocess(p, &s.config.preprocess, roi)?.0);
+            }
+            let ranges = calibrate(&s.layers, f32_graph, &inputs, o.method, o.threads, progress)?;
+            progress.end(Bar::Main, None);
+            graphs.push(graph_bytes(s, form, self.quantization(), Some(&ranges))?);
+        }
+        Ok((graphs, photos.len()))
+    }
+
+    /// The self-test: a golden photograph and the mask the bundle of `graphs` gives it.
+    fn self_test(&self, graphs: &[Vec<u8>]) -> Result<SelfTest, ExportError> {
+        let o = self.options;
+        let (_, engine) =
+            engine_of(&self.sources, graphs.to_vec(), self.precision, o.inference, o.threads)?;
+        let photo = match &o.selftest_image {
+            Some(p) => shrink(inference::read_photo(p)?, 640),
+            None => {
+                let p = papilla_shared::synth::SynthParams::random(512, 512, 7);
+                papilla_shared::synth::generate(&p).image
+            }
+        };
+        let expected = engine.segment(&photo)?.mask;
+        Ok(SelfTest {
+            image_png: png(&image::DynamicImage::ImageRgb8(photo)),
+            expected_mask_png: png(&image::DynamicImage::ImageLuma8(expected.to_grey())),
+            min_agreement: 0.99,
+        })
+    }
+
+    fn manifest(&self, selftest: SelfTest) -> Manifest {
+        let (o, seg, state) = (self.options, self.segmenter(), &self.state);
+        let scores = state
+            .best
+            .map(|summary| TestScores {
+                test_set: format!("validation ({})", seg.config.data.join(", ")),
+                precision: Precision::F32,
+                summary,
+            })
+            .into_iter()
+            .collect();
+        Manifest {
+            name: o.name.clone(),
+            version: o.version.clone(),
+            created_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            papilla_version: env!("CARGO_PKG_VERSION").into(),
+            stages: self.sources.iter().map(|s| stage_of(s, self.precision)).collect(),
+            training: Some(TrainingSummary {
+                data: seg.config.data.clone(),
+                epochs: state.epoch as u32,
+                train_images: state.train_images as u64,
+                val_images: state.best.map(|b| b.n as u64).unwrap_or(0),
+                wall_time_s: state.wall_time_s,
+                hardware: hardware(state),
+                config_json: serde_json::to_string(&seg.config)
+                    .expect("a training config serialises"),
+            }),
+            scores,
+            selftest: Some(selftest),
+            inference: o.inference,
+        }
+    }
+
+    /// Writes each stage's graph beside the bundle when `--onnx-out` asks: the segmenter at
+    /// the path given, a locator at `PATH.locator.onnx`.
+    fn write_onnx(&self, bundle: &Bundle) -> Result<Vec<PathBuf>, ExportError> {
+        let Some(path) = &self.options.onnx_out else { return Ok(Vec::new()) };
+        let mut written = Vec::new();
+        let n = self.sources.len();
+        for (i, (s, g)) in self.sources.iter().zip(bundle.stages().map(|(_, g)| g)).enumerate() {
+            let p = if i + 1 == n {
+                path.clone()
+            } else {
+                path.with_extension(format!("{}.onnx", stage_of(s, self.precision).name))
+            };
+            write_file(&p, g, "cannot write the ONNX graph")?;
+            written.push(p);
+        }
+        Ok(written)
+    }
+}
+
+/// Writes `bytes` through a temporary file and a rename, so a crash never leaves half a file.
+fn write_file(path: &Path, bytes: &[u8], what: &'static str) -> Result<(), ExportError> {
+    files::write_atomic(path, bytes, Durability::Atomic).map_err(|source| ExportError::Io {
+        path: path.to_owned(),
+        what,
+        source,
+    })
+}
+
 /// `papilla export`.
 pub fn export(o: &ExportOptions, progress: &dyn Progress) -> Result<ExportReport, ExportError> {
-    if let Some(p) =
-        o.inference.disc_centred_pad.filter(|p| !runtime::DISC_CENTRED_PADS.contains(p))
-    {
-        return Err(ExportError::DiscCentredPad(p));
-    }
-    let mut seg = load_source(&o.checkpoint, StageRole::Segmenter)?;
-    if let Some(c) = o.roi_context {
-        match seg.config.preprocess.roi.as_mut() {
-            Some(roi) if c.is_finite() && c >= 1.0 => roi.context = c,
-            Some(_) => return Err(ExportError::RoiContext(c)),
-            None => return Err(ExportError::LocatorWithoutCrop),
-        }
-    }
-    let loc = match &o.locator {
-        Some(run) => {
-            let l = load_source(run, StageRole::Locator)?;
-            if l.config.preprocess.roi.is_some() {
-                return Err(ExportError::LocatorIsSecondStage { run: run.clone() });
-            }
-            if seg.config.preprocess.roi.is_none() {
-                return Err(ExportError::LocatorWithoutCrop);
-            }
-            Some(l)
-        }
-        None if seg.config.preprocess.roi.is_some() => {
-            return Err(ExportError::NeedsLocator { run: o.checkpoint.clone() });
-        }
-        None => None,
-    };
-    let sources: Vec<&Source> = loc.iter().chain(std::iter::once(&seg)).collect();
-    let f32_graphs = sources
-        .iter()
-        .map(|s| graph_bytes(s, Form::F32, (o.weights, o.activations), None, false))
-        .collect::<Result<Vec<_>, _>>()?;
-    let precision = precision_of(o.int8);
-
+    let plan = ExportPlan::try_from(o)?;
     let (graphs, calibration_images) = match o.int8 {
-        None | Some(Form::F32) => (f32_graphs, 0),
-        Some(form) => {
-            if o.calibration.is_empty() {
-                return Err(ExportError::NoCalibration);
-            }
-            let photos = calibration_photos(&o.calibration, o.calib_images)?;
-            let (_, f32_engine) =
-                engine_of(&sources, f32_graphs, Precision::F32, o.inference, o.threads)?;
-            let mut graphs = Vec::new();
-            for s in &sources {
-                // Finding the crops, then running the f32 graph on them: two steps a photograph.
-                let label = format!("calibrating {:?}", s.role).to_lowercase();
-                progress.begin(Bar::Main, &label, 2 * photos.len() as u64);
-                let mut inputs = Vec::with_capacity(photos.len());
-                for p in &photos {
-                    progress.advance(Bar::Main, 1);
-                    let roi = match s.role {
-                        StageRole::Locator => None,
-                        StageRole::Segmenter => f32_engine.segment(p)?.roi,
-                    };
-                    if s.config.preprocess.roi.is_some() && roi.is_none() {
-                        continue; // no disc found: this photograph teaches the crop nothing
-                    }
-                    inputs.push(preprocess(p, &s.config.preprocess, roi)?.0);
-                }
-                let with_outputs =
-                    graph_bytes(s, Form::F32, (o.weights, o.activations), None, true)?;
-                let ranges =
-                    calibrate(&s.layers, &with_outputs, &inputs, o.method, o.threads, progress)?;
-                progress.end(Bar::Main, None);
-                graphs.push(graph_bytes(
-                    s,
-                    form,
-                    (o.weights, o.activations),
-                    Some(&ranges),
-                    false,
-                )?);
-            }
-            (graphs, photos.len())
-        }
+        None | Some(Form::F32) => (plan.f32_graphs()?, 0),
+        Some(form) => plan.quantized_graphs(form, progress)?,
     };
-
-    // The self-test: a golden photograph and the mask this very bundle gives it.
-    let (_, engine) = engine_of(&sources, graphs.clone(), precision, o.inference, o.threads)?;
-    let photo = match &o.selftest_image {
-        Some(p) => shrink(inference::read_photo(p)?, 640),
-        None => {
-            let p = papilla_shared::synth::SynthParams::random(512, 512, 7);
-            papilla_shared::synth::generate(&p).image
-        }
-    };
-    let expected = engine.segment(&photo)?.mask;
-    let selftest = SelfTest {
-        image_png: png(&image::DynamicImage::ImageRgb8(photo)),
-        expected_mask_png: png(&image::DynamicImage::ImageLuma8(expected.to_grey())),
-        min_agreement: 0.99,
-    };
-
-    let state: training::RunState = std::fs::read_to_string(seg.run.join(STATE_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let trained_on = hardware(&state);
-    let scores = state
-        .best
-        .map(|summary| TestScores {
-            test_set: format!("validation ({})", seg.config.data.join(", ")),
-            precision: Precision::F32,
-            summary,
-        })
-        .into_iter()
-        .collect();
-    let manifest = Manifest {
-        name: o.name.clone(),
-        version: o.version.clone(),
-        created_unix_s: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-        papilla_version: env!("CARGO_PKG_VERSION").into(),
-        stages: sources.iter().map(|s| stage_of(s, precision)).collect(),
-        training: Some(TrainingSummary {
-            data: seg.config.data.clone(),
-            epochs: state.epoch as u32,
-            train_images: state.train_images as u64,
-            val_images: state.best.map(|b| b.n as u64).unwrap_or(0),
-            wall_time_s: state.wall_time_s,
-            hardware: trained_on,
-            config_json: serde_json::to_string(&seg.config).unwrap_or_default(),
-        }),
-        scores,
-        selftest: Some(selftest),
-        inference: o.inference,
-    };
-    let bundle = Bundle::new(manifest, graphs)?;
+    let selftest = plan.self_test(&graphs)?;
+    let bundle = Bundle::new(plan.manifest(selftest), graphs)?;
     let key = o.sign.as_deref().map(read_signing_key).transpose()?;
     let bytes = bundle.to_bytes(key.as_ref())?;
-
     // Read back exactly what will be written, through the runtime, before replacing anything.
     let check = Engine::from_bytes(&bytes, &Verification::integrity_only(), o.threads)?;
     let result = check.self_test()?.expect("written above");
     if !result.passed() {
         return Err(ExportError::SelfTestFailed { agreement: result.agreement });
     }
-    training::write_atomic(&o.out, &bytes).map_err(|e| ExportError::Io {
-        path: o.out.clone(),
-        what: "cannot write the bundle",
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let mut onnx = Vec::new();
-    if let Some(path) = &o.onnx_out {
-        for (i, (s, g)) in sources.iter().zip(bundle.stages().map(|(_, g)| g)).enumerate() {
-            let p = if i + 1 == sources.len() {
-                path.clone()
-            } else {
-                path.with_extension(format!("{}.onnx", stage_of(s, precision).name))
-            };
-            training::write_atomic(&p, g).map_err(|e| ExportError::Io {
-                path: p.clone(),
-                what: "cannot write the ONNX graph",
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            onnx.push(p);
-        }
-    }
+    write_file(&o.out, &bytes, "cannot write the bundle")?;
+    let onnx = plan.write_onnx(&bundle)?;
     Ok(ExportReport {
         bundle: o.out.clone(),
         bytes: bytes.len(),
         onnx,
-        precision,
+        precision: plan.precision,
         calibration_images,
         selftest_agreement: result.agreement,
         signer: key.map(|k| papilla_shared::bundle::hex(k.verifying_key().as_bytes())),
@@ -546,7 +591,7 @@ pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, ExportError> {
 }
 
 /// What a run trained on, from its `state.json`: each stretch's backend, device and threads.
-pub fn hardware(state: &training::RunState) -> String {
+pub fn hardware(state: &RunState) -> String {
     if state.hardware.is_empty() {
         return "not recorded (run written before papilla recorded its hardware)".into();
     }

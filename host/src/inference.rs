@@ -14,13 +14,17 @@ use thiserror::Error;
 
 use crate::data::Sample;
 use crate::model::UNet;
+use crate::run_dir::{self, BEST_MODEL, LAST_MODEL, RunDir, RunDirError};
 use crate::score::{ScoreReport, ScoredImage};
-use crate::training::{self, BEST_MODEL, LAST_MODEL, TrainError, TrainingConfig};
+use crate::train_config::TrainingConfig;
+use crate::training::{self, TrainError};
 
 #[derive(Debug, Error)]
 pub enum InferError {
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error(transparent)]
+    Run(#[from] RunDirError),
     #[error("{}: no checkpoint ({BEST_MODEL} or {LAST_MODEL}) in the run directory", dir.display())]
     NoCheckpoint { dir: PathBuf },
     #[error("{}: {reason}", path.display())]
@@ -61,14 +65,12 @@ pub struct RunModel {
 
 /// Loads the best checkpoint of a run directory (the last one if no best exists).
 pub fn load_run(run_dir: &Path, device: &Device) -> Result<RunModel, InferError> {
-    let config = training::load_config(run_dir)?;
+    let run = RunDir::new(run_dir);
+    let config = run.config()?;
     let device = device.clone().without_autodiff();
-    let checkpoint = [BEST_MODEL, LAST_MODEL]
-        .iter()
-        .map(|f| run_dir.join(f))
-        .find(|p| p.is_file())
-        .ok_or_else(|| InferError::NoCheckpoint { dir: run_dir.to_owned() })?;
-    let model = training::load_model(&config.model, &checkpoint, &device)?;
+    let checkpoint =
+        run.checkpoint().ok_or_else(|| InferError::NoCheckpoint { dir: run_dir.to_owned() })?;
+    let model = run_dir::load_model(&config.model, &checkpoint, &device)?;
     Ok(RunModel { config, model, device, checkpoint, options: InferenceOptions::default() })
 }
 

@@ -64,8 +64,6 @@ pub struct GraphOptions {
     pub weights: WeightScales,
     /// Type of quantized activations.
     pub activations: ActType,
-    /// Also expose the calibration tensors as graph outputs (f32 form only).
-    pub calibration_outputs: bool,
     /// `metadata_props` of the model.
     pub metadata: Vec<(String, String)>,
 }
@@ -134,17 +132,7 @@ pub fn build(
     g.conv_f32(&xf, &layers.head, OUTPUT);
 
     let classes = layers.head.out_channels();
-    let mut outputs = vec![value_info(OUTPUT, classes, options)];
-    if options.calibration_outputs && options.form == Form::F32 {
-        // The input itself is not re-exposed: calibration reads it directly.
-        for name in calibration_tensors(layers).into_iter().skip(1) {
-            outputs.push(pb::ValueInfoProto {
-                name,
-                r#type: Some(tensor_type(None)),
-                ..Default::default()
-            });
-        }
-    }
+    let outputs = vec![value_info(OUTPUT, classes, options)];
     let graph = pb::GraphProto {
         node: g.nodes,
         name: "papilla_unet".into(),
@@ -358,7 +346,7 @@ impl Builder {
         (q, scales)
     }
 
-    /// Conv + ReLU named `out` in the given form.
+    /// Conv + ReLU named `out` in the given form (f32 wherever there are no ranges).
     fn conv_relu(
         &mut self,
         x: Act,
@@ -368,93 +356,105 @@ impl Builder {
         form: Form,
     ) -> Result<Act, String> {
         match (form, q) {
-            (Form::F32, _) | (_, None) => {
-                let xf = self.dequant(x, q);
-                let pre = format!("{out}_conv");
-                self.conv_f32(&xf, l, &pre);
-                self.node("Relu", &[&pre], &[out], vec![]);
-                Ok(Act::F32(out.to_owned()))
-            }
-            (Form::Qdq, Some(q)) => {
-                let xf = self.dequant(x, Some(q));
-                let input_range = q.range(&xf)?;
-                let (s, z) = uint8_params(input_range);
-                let scale = self.init_f32(&format!("{out}_xs"), &[], &[s]);
-                let zp = self.init_zp(&format!("{out}_xzp"), z, q.signed);
-                let (xq, xdq) = (format!("{out}_xq"), format!("{out}_xdq"));
-                self.node("QuantizeLinear", &[&xf, &scale, &zp], &[&xq], vec![]);
-                self.node("DequantizeLinear", &[&xq, &scale, &zp], &[&xdq], vec![]);
-                let (wq, ws) = Self::weights_i8(l, q.weights);
-                let wqn = self.init_i8(&format!("{out}_wq"), &l.shape, &wq);
-                let wsn = self.init_f32(&format!("{out}_ws"), &[ws.len()], &ws);
-                let wsn = if ws.len() == 1 { self.scalar_of(&wsn, ws[0]) } else { wsn };
-                let wdq = format!("{out}_wdq");
-                let mut attrs = vec![];
-                if ws.len() > 1 {
-                    attrs.push(attr_i("axis", 0));
-                }
-                self.node("DequantizeLinear", &[&wqn, &wsn], &[&wdq], attrs);
-                let b = self.init_f32(&format!("{out}_b"), &[l.bias.len()], &l.bias);
-                let pre = format!("{out}_conv");
-                self.node("Conv", &[&xdq, &wdq, &b], &[&pre], Self::conv_attrs(l));
-                self.node("Relu", &[&pre], &[out], vec![]);
-                Ok(Act::F32(out.to_owned()))
-            }
-            (Form::QLinear, Some(q)) => {
-                let x = match x {
-                    Act::F32(name) => {
-                        let r = q.range(&name)?;
-                        self.quantize(&name, r, q.signed)
-                    }
-                    u8 => u8,
-                };
-                let Act::U8 { name, scale, zp, scale_v, .. } = x else {
-                    unreachable!("quantized above")
-                };
-                let (wq, ws) = Self::weights_i8(l, q.weights);
-                let wqn = self.init_i8(&format!("{out}_wq"), &l.shape, &wq);
-                let wsn = if ws.len() == 1 {
-                    self.init_f32(&format!("{out}_ws"), &[], &ws)
-                } else {
-                    self.init_f32(&format!("{out}_ws"), &[ws.len()], &ws)
-                };
-                let wzp = if ws.len() == 1 {
-                    self.init(&format!("{out}_wzp"), &[], DataType::Int8, vec![0])
-                } else {
-                    self.init(&format!("{out}_wzp"), &[ws.len()], DataType::Int8, vec![0; ws.len()])
-                };
-                let bias: Vec<i32> = l
-                    .bias
-                    .iter()
-                    .enumerate()
-                    .map(|(c, b)| {
-                        let s = scale_v * ws[if ws.len() == 1 { 0 } else { c }];
-                        (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32
-                    })
-                    .collect();
-                let bn = self.init_i32(&format!("{out}_bq"), &[bias.len()], &bias);
-                // ReLU: the output's zero point 0 saturates every negative value to 0.
-                let (_, max) = q.range(out)?;
-                let ys = (max / 255.0).max(1e-8);
-                let ysn = self.init_f32(&format!("{out}_scale"), &[], &[ys]);
-                let yzp = self.init_zp(&format!("{out}_zp"), 0, q.signed);
-                let yq = format!("{out}_q");
-                self.node(
-                    "QLinearConv",
-                    &[&name, &scale, &zp, &wqn, &wsn, &wzp, &ysn, &yzp, &bn],
-                    &[&yq],
-                    Self::conv_attrs(l),
-                );
-                Ok(Act::U8 { name: yq, scale: ysn, zp: yzp, scale_v: ys })
-            }
+            (Form::F32, _) | (_, None) => Ok(self.conv_relu_f32(x, l, out, q)),
+            (Form::Qdq, Some(q)) => self.conv_relu_qdq(x, l, out, q),
+            (Form::QLinear, Some(q)) => self.conv_relu_qlinear(x, l, out, q),
         }
     }
 
-    /// A scalar initialiser replacing a 1-element one (per-tensor DequantizeLinear wants a
-    /// scalar scale).
-    fn scalar_of(&mut self, name: &str, v: f32) -> String {
-        self.inits.retain(|t| t.name != name);
-        self.init_f32(name, &[], &[v])
+    /// Conv + ReLU in f32 (an 8-bit input is dequantized first).
+    fn conv_relu_f32(&mut self, x: Act, l: &ConvLayer, out: &str, q: Option<&Quant>) -> Act {
+        let xf = self.dequant(x, q);
+        let pre = format!("{out}_conv");
+        self.conv_f32(&xf, l, &pre);
+        self.node("Relu", &[&pre], &[out], vec![]);
+        Act::F32(out.to_owned())
+    }
+
+    /// Conv + ReLU as onnxruntime's QDQ pattern: the input through a QuantizeLinear /
+    /// DequantizeLinear pair at its calibrated range, int8 weights behind a DequantizeLinear,
+    /// then a float Conv and Relu.
+    fn conv_relu_qdq(
+        &mut self,
+        x: Act,
+        l: &ConvLayer,
+        out: &str,
+        q: &Quant,
+    ) -> Result<Act, String> {
+        let xf = self.dequant(x, Some(q));
+        let (s, z) = uint8_params(q.range(&xf)?);
+        let scale = self.init_f32(&format!("{out}_xs"), &[], &[s]);
+        let zp = self.init_zp(&format!("{out}_xzp"), z, q.signed);
+        let (xq, xdq) = (format!("{out}_xq"), format!("{out}_xdq"));
+        self.node("QuantizeLinear", &[&xf, &scale, &zp], &[&xq], vec![]);
+        self.node("DequantizeLinear", &[&xq, &scale, &zp], &[&xdq], vec![]);
+        let (wq, ws) = Self::weights_i8(l, q.weights);
+        let wqn = self.init_i8(&format!("{out}_wq"), &l.shape, &wq);
+        let wsn = self.weight_scales(out, &ws);
+        let wdq = format!("{out}_wdq");
+        // Per-channel scales run along the output channels; a per-tensor one is a scalar.
+        let attrs = if ws.len() > 1 { vec![attr_i("axis", 0)] } else { vec![] };
+        self.node("DequantizeLinear", &[&wqn, &wsn], &[&wdq], attrs);
+        let b = self.init_f32(&format!("{out}_b"), &[l.bias.len()], &l.bias);
+        let pre = format!("{out}_conv");
+        self.node("Conv", &[&xdq, &wdq, &b], &[&pre], Self::conv_attrs(l));
+        self.node("Relu", &[&pre], &[out], vec![]);
+        Ok(Act::F32(out.to_owned()))
+    }
+
+    /// Conv + ReLU as one `QLinearConv` on 8-bit activations: int32 bias at the input scale
+    /// times the weights', and the ReLU folded into the output's zero point.
+    fn conv_relu_qlinear(
+        &mut self,
+        x: Act,
+        l: &ConvLayer,
+        out: &str,
+        q: &Quant,
+    ) -> Result<Act, String> {
+        let quantized = match x {
+            Act::F32(name) => {
+                let r = q.range(&name)?;
+                self.quantize(&name, r, q.signed)
+            }
+            u8 => u8,
+        };
+        let Act::U8 { name, scale, zp, scale_v } = quantized else {
+            unreachable!("quantized above")
+        };
+        let (wq, ws) = Self::weights_i8(l, q.weights);
+        let wqn = self.init_i8(&format!("{out}_wq"), &l.shape, &wq);
+        let wsn = self.weight_scales(out, &ws);
+        let wzp_dims: &[usize] = if ws.len() == 1 { &[] } else { &[ws.len()] };
+        let wzp = self.init(&format!("{out}_wzp"), wzp_dims, DataType::Int8, vec![0; ws.len()]);
+        let bias: Vec<i32> = l
+            .bias
+            .iter()
+            .enumerate()
+            .map(|(c, b)| {
+                let s = scale_v * ws[if ws.len() == 1 { 0 } else { c }];
+                (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32
+            })
+            .collect();
+        let bn = self.init_i32(&format!("{out}_bq"), &[bias.len()], &bias);
+        // ReLU: the output's zero point 0 saturates every negative value to 0.
+        let (_, max) = q.range(out)?;
+        let ys = (max / 255.0).max(1e-8);
+        let ysn = self.init_f32(&format!("{out}_scale"), &[], &[ys]);
+        let yzp = self.init_zp(&format!("{out}_zp"), 0, q.signed);
+        let yq = format!("{out}_q");
+        self.node(
+            "QLinearConv",
+            &[&name, &scale, &zp, &wqn, &wsn, &wzp, &ysn, &yzp, &bn],
+            &[&yq],
+            Self::conv_attrs(l),
+        );
+        Ok(Act::U8 { name: yq, scale: ysn, zp: yzp, scale_v: ys })
+    }
+
+    /// The weights' scales of layer `out`: a scalar for one, a vector per output channel.
+    fn weight_scales(&mut self, out: &str, ws: &[f32]) -> String {
+        let dims: &[usize] = if ws.len() == 1 { &[] } else { &[ws.len()] };
+        self.init_f32(&format!("{out}_ws"), dims, ws)
     }
 }
 

@@ -7,7 +7,7 @@ use image::RgbImage;
 use plotters::prelude::*;
 
 use crate::charts::{self, ChartError, FONT};
-use crate::training::EpochMetrics;
+use crate::history::EpochMetrics;
 
 const W: u32 = 720;
 const H: u32 = 400;

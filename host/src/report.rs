@@ -632,10 +632,10 @@ const IMAGES_CHECK: &str = "<script>addEventListener('load',()=>{const i=[...doc
 pub fn run_page(
     name: &str,
     epochs: usize,
-    state: &crate::training::RunState,
-    history: &[crate::training::EpochMetrics],
+    state: &crate::run_dir::RunState,
+    history: &[crate::history::EpochMetrics],
 ) -> String {
-    use crate::training::{CONFIG_FILE, METRICS_FILE, PLOT_FILE, STATE_FILE};
+    use crate::run_dir::{CONFIG_FILE, METRICS_FILE, PLOT_FILE, STATE_FILE};
     let mut h = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>papilla run {0}</title>\
          <style>{STYLE}</style></head><body><h1>Training run {0}</h1><p>epoch {1} of {epochs}, \

@@ -86,11 +86,8 @@ fn bounds(mask: &[bool], w: usize) -> Option<(usize, usize, usize, usize)> {
     b
 }
 
-/// The whole post-processing road of a single-image output: the scores are interpolated
-/// bilinearly onto every photograph pixel of the crop, then argmax and [`clean`] there, and the
-/// crop is pasted into an all-background photograph. Interpolating scores rather than labels
-/// puts the boundary where the classes' scores cross, between network pixels, instead of on a
-/// staircase of network pixels: a crop is usually larger than the network input.
+/// The whole post-processing road of a single-image output: [`postprocess_placed`], pasted
+/// into an all-background photograph.
 ///
 /// # Shapes
 /// - `output`: `[1, C, H, W]` where `(W, H)` is `geometry.network`
@@ -100,6 +97,23 @@ pub fn postprocess(
     spec: &OutputSpec,
     geometry: &Geometry,
 ) -> Result<LabelMap, PostprocessError> {
+    Ok(postprocess_placed(output, shape, spec, geometry)?.paste())
+}
+
+/// The scores interpolated bilinearly onto every photograph pixel of the crop, then argmax
+/// and [`clean`] there; the crop-sized map comes back placed on the photograph. Interpolating
+/// scores rather than labels puts the boundary where the classes' scores cross, between
+/// network pixels, instead of on a staircase of network pixels: a crop is usually larger than
+/// the network input.
+///
+/// # Shapes
+/// - `output`: `[1, C, H, W]` where `(W, H)` is `geometry.network`
+pub fn postprocess_placed(
+    output: &[f32],
+    shape: &[usize],
+    spec: &OutputSpec,
+    geometry: &Geometry,
+) -> Result<Placed, PostprocessError> {
     spec.validate()?;
     let (nw, nh) = (geometry.network.0 as usize, geometry.network.1 as usize);
     let c = spec.classes.len();
@@ -123,38 +137,89 @@ pub fn postprocess(
             y: p / nw,
         });
     }
+    // The argmax of `score(ch)` over the channels; ties go to the first channel.
+    let argmax = |score: &dyn Fn(usize) -> f32| {
+        let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+        for ch in 0..c {
+            let v = score(ch);
+            if v > best_v {
+                best_v = v;
+                best = ch;
+            }
+        }
+        best
+    };
+    let network_argmax: Vec<usize> =
+        (0..plane).map(|p| argmax(&|ch| output[ch * plane + p])).collect();
     let crop = geometry.crop;
     let xs = taps(crop.width, nw);
     let ys = taps(crop.height, nh);
     let mut data = Vec::with_capacity(xs.len() * ys.len());
     for &(y0, y1, fy) in &ys {
         for &(x0, x1, fx) in &xs {
-            let mut best = 0usize;
-            let mut best_v = f32::NEG_INFINITY;
-            for ch in 0..c {
-                let p = &output[ch * plane..(ch + 1) * plane];
-                let top = p[y0 * nw + x0] * (1.0 - fx) + p[y0 * nw + x1] * fx;
-                let bottom = p[y1 * nw + x0] * (1.0 - fx) + p[y1 * nw + x1] * fx;
-                let v = top * (1.0 - fy) + bottom * fy;
-                if v > best_v {
-                    best_v = v;
-                    best = ch;
-                }
-            }
+            let corners = [y0 * nw + x0, y0 * nw + x1, y1 * nw + x0, y1 * nw + x1];
+            let first = network_argmax[corners[0]];
+            // Where the four network pixels around this one rank the same class first, so
+            // does any convex blend of their scores: only pixels along a boundary (a few
+            // percent of a crop at a camera frame's scale) are interpolated.
+            let best = if corners[1..].iter().all(|&p| network_argmax[p] == first) {
+                first
+            } else {
+                argmax(&|ch| {
+                    let p = &output[ch * plane..(ch + 1) * plane];
+                    let top = p[corners[0]] * (1.0 - fx) + p[corners[1]] * fx;
+                    let bottom = p[corners[2]] * (1.0 - fx) + p[corners[3]] * fx;
+                    top * (1.0 - fy) + bottom * fy
+                })
+            };
             data.push(spec.classes[best]);
         }
     }
     let local = clean(
         &LabelMap::from_classes(crop.width, crop.height, data).expect("crop-sized by construction"),
     );
-    let (w, h) = geometry.original;
-    let mut out = LabelMap::filled(w, h, Class::Background);
-    for j in 0..crop.height {
-        for i in 0..crop.width {
-            out.set(crop.x + i, crop.y + j, local.get(i, j));
-        }
+    Ok(Placed { map: local, x: crop.x, y: crop.y, size: geometry.original })
+}
+
+/// A class map covering part of a photograph of `size` pixels, its top-left pixel at
+/// `(x, y)`; the rest of the photograph is background. Post-processing works on the disc's
+/// neighbourhood only and pastes it into the photograph once: a camera frame has millions of
+/// pixels, the disc a small part of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placed {
+    pub map: LabelMap,
+    pub x: u32,
+    pub y: u32,
+    pub size: (u32, u32),
+}
+
+impl Placed {
+    /// A map that covers its whole photograph.
+    pub fn whole(map: LabelMap) -> Self {
+        let size = map.dimensions();
+        Self { map, x: 0, y: 0, size }
     }
-    Ok(out)
+
+    /// The photograph-sized map: the part placed into an all-background photograph (parts
+    /// reaching past the photograph's edges are cut).
+    pub fn paste(self) -> LabelMap {
+        if (self.x, self.y) == (0, 0) && self.map.dimensions() == self.size {
+            return self.map;
+        }
+        let (w, h) = self.size;
+        let mut out = LabelMap::filled(w, h, Class::Background);
+        let (mw, mh) = self.map.dimensions();
+        let cols = mw.min(w.saturating_sub(self.x)) as usize;
+        if cols > 0 {
+            for j in 0..mh.min(h.saturating_sub(self.y)) {
+                let from = j as usize * mw as usize;
+                let to = (self.y + j) as usize * w as usize + self.x as usize;
+                out.classes_mut()[to..to + cols]
+                    .copy_from_slice(&self.map.classes()[from..from + cols]);
+            }
+        }
+        out
+    }
 }
 
 /// For each of `out_len` output pixels, the two input pixels that bracket its centre and the
@@ -215,9 +280,14 @@ impl InferenceOptions {
 
     /// The final mask: `mask` (already clean) with the shape fit applied.
     pub fn fit(&self, mask: LabelMap) -> LabelMap {
+        self.fit_placed(Placed::whole(mask)).paste()
+    }
+
+    /// [`InferenceOptions::fit`] of a placed map.
+    pub fn fit_placed(&self, placed: Placed) -> Placed {
         match self.shape_fit {
-            ShapeFit::None => mask,
-            ShapeFit::Ellipse => fit_ellipses(&mask),
+            ShapeFit::None => placed,
+            ShapeFit::Ellipse => fit_ellipses_placed(&placed),
         }
     }
 }
@@ -259,30 +329,45 @@ pub enum ShapeFit {
 /// Dice disc +0.002, cup +0.003). An empty or degenerate (collinear) disc is left as it is; a
 /// cup of under 5 pixels, or a degenerate one, keeps its pixels inside the new disc.
 pub fn fit_ellipses(labels: &LabelMap) -> LabelMap {
-    let (w, h) = labels.dimensions();
+    fit_ellipses_placed(&Placed::whole(labels.clone())).paste()
+}
+
+/// [`fit_ellipses`] of a placed map: the fit comes back placed on the ellipse's own box, which
+/// may reach past the map's edges (not past the photograph's), as the fit of the pasted
+/// photograph-sized map would.
+pub fn fit_ellipses_placed(placed: &Placed) -> Placed {
+    let labels = &placed.map;
     // Moments are summed over the disc's box only: a camera frame has millions of pixels.
     let Some(bbox) = crate::preprocess::disc_box(labels) else {
-        return labels.clone();
+        return placed.clone();
     };
     let Some(disc_fit) = Ellipse::of(labels, bbox, |c| c != Class::Background) else {
-        return labels.clone();
+        return placed.clone();
     };
     let cup_fit = Ellipse::of(labels, bbox, |c| c == Class::Cup).filter(|e| e.n >= 5.0);
-    let mut out = LabelMap::filled(w, h, Class::Background);
-    let (x0, y0, x1, y1) = disc_fit.bounds(w, h);
+    // The ellipse's pixel range on the photograph; map coordinates are photograph ones less
+    // the placement.
+    let (px, py) = (placed.x as f64, placed.y as f64);
+    let (x0, y0, x1, y1) = disc_fit.bounds(px, py, placed.size);
+    let mut out = LabelMap::filled(x1 - x0, y1 - y0, Class::Background);
+    let (mw, mh) = labels.dimensions();
     for y in y0..y1 {
         for x in x0..x1 {
-            if !disc_fit.contains(x, y) {
+            let (lx, ly) = (x as f64 - px, y as f64 - py);
+            if !disc_fit.contains(lx, ly) {
                 continue;
             }
             let in_cup = match &cup_fit {
-                Some(e) => e.contains(x, y),
-                None => labels.get(x, y) == Class::Cup,
+                Some(e) => e.contains(lx, ly),
+                None => {
+                    let inside = lx >= 0.0 && ly >= 0.0 && lx < mw as f64 && ly < mh as f64;
+                    inside && labels.get(lx as u32, ly as u32) == Class::Cup
+                }
             };
-            out.set(x, y, if in_cup { Class::Cup } else { Class::Rim });
+            out.set(x - x0, y - y0, if in_cup { Class::Cup } else { Class::Rim });
         }
     }
-    out
+    Placed { map: out, x: x0, y: y0, size: placed.size }
 }
 
 /// A filled ellipse: the points `d` from the centroid with `d' C^-1 d <= k`, where `C` is the
@@ -352,21 +437,21 @@ impl Ellipse {
         })
     }
 
-    fn contains(&self, x: u32, y: u32) -> bool {
-        let (dx, dy) = (x as f64 - self.cx, y as f64 - self.cy);
+    /// Whether the point `(x, y)`, in the coordinates of the map the ellipse was fitted to,
+    /// is inside.
+    fn contains(&self, x: f64, y: f64) -> bool {
+        let (dx, dy) = (x - self.cx, y - self.cy);
         self.inv[0] * dx * dx + 2.0 * self.inv[1] * dx * dy + self.inv[2] * dy * dy <= self.k
     }
 
-    /// Pixel range `[x0, x1) x [y0, y1)` that covers the ellipse inside a `w`x`h` map.
-    fn bounds(&self, w: u32, h: u32) -> (u32, u32, u32, u32) {
+    /// Pixel range `[x0, x1) x [y0, y1)` of a photograph of `(w, h)` pixels that covers the
+    /// ellipse, whose map has its top-left pixel at `(px, py)` of the photograph.
+    fn bounds(&self, px: f64, py: f64, (w, h): (u32, u32)) -> (u32, u32, u32, u32) {
         let lo = |c: f64, r: f64| (c - r).floor().max(0.0) as u32;
         let hi = |c: f64, r: f64, n: u32| ((c + r).ceil() + 1.0).clamp(0.0, n as f64) as u32;
-        (
-            lo(self.cx, self.rx),
-            lo(self.cy, self.ry),
-            hi(self.cx, self.rx, w),
-            hi(self.cy, self.ry, h),
-        )
+        let (cx, cy) = (self.cx + px, self.cy + py);
+        let (x0, y0) = (lo(cx, self.rx).min(w), lo(cy, self.ry).min(h));
+        (x0, y0, hi(cx, self.rx, w).max(x0), hi(cy, self.ry, h).max(y0))
     }
 }
 
@@ -711,6 +796,73 @@ mod tests {
         assert_eq!(fitted.get(42, 33), Class::Cup);
         assert_eq!(fitted.get(40, 5), Class::Background);
         assert_eq!(fit_ellipses(&truth).get(40, 11), Class::Rim, "the top of the disc stays");
+    }
+
+    #[test]
+    fn a_placed_fit_equals_the_fit_of_the_pasted_map_even_past_the_maps_edge() {
+        // A ragged disc cut by the right edge of a 30x40 map placed at (50, 10) of a 90x60
+        // photograph: its ellipse reaches past the map, as it does on the photograph.
+        let (w, h) = (30, 40);
+        let disc = ellipse_mask(w, h, (24.0, 20.0), (9.0, 13.0), 0.1);
+        let cup = ellipse_mask(w, h, (25.0, 19.0), (4.0, 6.0), 0.1);
+        let map = LabelMap::from_disc_cup(w, h, &disc, &cup).unwrap();
+        let placed = Placed { map, x: 50, y: 10, size: (90, 60) };
+        let whole = fit_ellipses(&placed.clone().paste());
+        let fitted = fit_ellipses_placed(&placed);
+        assert!(fitted.x + fitted.map.width() > 80, "the fit reaches past the map");
+        assert_eq!(fitted.paste(), whole);
+        // Near the photograph's own edge the fit is cut there.
+        let edge = Placed { x: 60, ..placed };
+        assert_eq!(fit_ellipses_placed(&edge).paste(), fit_ellipses(&edge.clone().paste()));
+    }
+
+    #[test]
+    fn paste_cuts_what_reaches_past_the_photograph() {
+        let map = LabelMap::filled(3, 2, Class::Cup);
+        let m = Placed { map, x: 4, y: 3, size: (6, 4) }.paste();
+        assert_eq!(m.dimensions(), (6, 4));
+        assert_eq!(m.count(Class::Cup), 2);
+        assert_eq!(m.get(4, 3), Class::Cup);
+        assert_eq!(m.get(5, 3), Class::Cup);
+        assert_eq!(m.get(4, 2), Class::Background);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn interpolating_boundary_pixels_only_equals_interpolating_every_pixel(
+            (nw, nh) in (1usize..7, 1usize..7),
+            (cw, ch) in (1u32..40, 1u32..40),
+            // Coarse scores, so that ties and flat regions occur.
+            scores in proptest::collection::vec(-3i8..4, 3 * 36),
+        ) {
+            let plane = nw * nh;
+            let out: Vec<f32> = (0..3 * plane).map(|i| scores[i] as f32 * 0.5).collect();
+            let g = Geometry { original: (cw, ch), crop: Rect::full(cw, ch), network: (nw as u32, nh as u32) };
+            let fast = postprocess(&out, &[1, 3, nh, nw], &OutputSpec::seed(), &g).unwrap();
+            // Every pixel interpolated, argmax with ties to the first channel, then clean.
+            let (xs, ys) = (taps(cw, nw), taps(ch, nh));
+            let mut data = Vec::new();
+            for &(y0, y1, fy) in &ys {
+                for &(x0, x1, fx) in &xs {
+                    let v = |c: usize| {
+                        let p = &out[c * plane..(c + 1) * plane];
+                        let top = p[y0 * nw + x0] * (1.0 - fx) + p[y0 * nw + x1] * fx;
+                        let bottom = p[y1 * nw + x0] * (1.0 - fx) + p[y1 * nw + x1] * fx;
+                        top * (1.0 - fy) + bottom * fy
+                    };
+                    let mut best = 0;
+                    for c in 1..3 {
+                        if v(c) > v(best) {
+                            best = c;
+                        }
+                    }
+                    data.push(Class::ALL[best]);
+                }
+            }
+            let direct = clean(&LabelMap::from_classes(cw, ch, data).unwrap());
+            proptest::prop_assert_eq!(fast, direct);
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::bundle::{Bundle, Manifest, Stage, StageRole, Verification};
 use crate::error::{BundleError, PostprocessError, PreprocessError};
 use crate::labels::{Class, LabelMap};
 use crate::metrics::{Measurements, measure};
-use crate::postprocess::{InferenceOptions, clean, postprocess};
+use crate::postprocess::{InferenceOptions, Placed, clean, postprocess, postprocess_placed};
 use crate::preprocess::{Geometry, Rect, Tensor4, mirror_index, preprocess, rescale};
 
 /// Why the runtime could not load or run a model.
@@ -97,16 +97,63 @@ pub fn executor(threads: usize) -> Executor {
 }
 
 impl Graph {
-    /// Parses and optimises an ONNX graph for `input_shape` (NCHW, f32). Every graph output is
-    /// kept, so calibration can read intermediate tensors.
+    /// Parses and optimises an ONNX graph for `input_shape` (NCHW, f32), fed at its first
+    /// input; every graph output is kept.
     pub fn load(onnx: &[u8], input_shape: [usize; 4], stage: &str) -> Result<Self, RuntimeError> {
-        let err = |e: TractError| RuntimeError::Load {
-            stage: stage.to_owned(),
-            message: format!("{e:#}"),
-        };
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(onnx))
-            .map_err(err)?
+        Self::load_ports(onnx, input_shape, stage, None, None)
+    }
+
+    /// The graph of a bundle's stage: fed at the input and read at the output its manifest
+    /// names ([`Stage::input_name`], [`Stage::output_name`]), whatever their order in the
+    /// graph; a graph without them is refused here, not at the first exam.
+    pub fn for_stage(
+        onnx: &[u8],
+        input_shape: [usize; 4],
+        stage: &Stage,
+    ) -> Result<Self, RuntimeError> {
+        let output = [stage.output_name.as_str()];
+        Self::load_ports(onnx, input_shape, &stage.name, Some(&stage.input_name), Some(&output))
+    }
+
+    /// The graph fed at its first input and read at the tensors named `outputs`, in that
+    /// order (intermediate tensors too: calibration reads the activations by name).
+    pub fn with_outputs(
+        onnx: &[u8],
+        input_shape: [usize; 4],
+        stage: &str,
+        outputs: &[&str],
+    ) -> Result<Self, RuntimeError> {
+        Self::load_ports(onnx, input_shape, stage, None, Some(outputs))
+    }
+
+    fn load_ports(
+        onnx: &[u8],
+        input_shape: [usize; 4],
+        stage: &str,
+        input: Option<&str>,
+        outputs: Option<&[&str]>,
+    ) -> Result<Self, RuntimeError> {
+        let load_error = |message: String| RuntimeError::Load { stage: stage.to_owned(), message };
+        let err = |e: TractError| load_error(format!("{e:#}"));
+        let mut model =
+            tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(onnx)).map_err(err)?;
+        if let Some(input) = input {
+            let is_input = |id: usize| model.inputs.iter().any(|o| o.node == id);
+            if !model.node_id_by_name(input).is_ok_and(is_input) {
+                return Err(load_error(format!("the graph has no input named {input:?}")));
+            }
+            model.set_input_names([input]).map_err(err)?;
+        }
+        if let Some(outputs) = outputs {
+            // An ONNX tensor is an outlet label in tract (a node's name also selects it).
+            let known =
+                |n: &str| model.find_outlet_label(n).is_some() || model.node_by_name(n).is_ok();
+            if let Some(name) = outputs.iter().find(|n| !known(n)) {
+                return Err(load_error(format!("the graph has no output named {name:?}")));
+            }
+            model.select_outputs_by_name(outputs.iter()).map_err(err)?;
+        }
+        let plan = model
             .with_input_fact(0, f32::fact(input_shape).into())
             .map_err(err)?
             .into_optimized()
@@ -229,10 +276,8 @@ impl Engine {
             let pre = &stage.preprocess;
             pre.validate()?;
             let shape = [1, 3, pre.height as usize, pre.width as usize];
-            let loaded = LoadedStage {
-                stage: stage.clone(),
-                graph: Graph::load(bytes, shape, &stage.name)?,
-            };
+            let loaded =
+                LoadedStage { stage: stage.clone(), graph: Graph::for_stage(bytes, shape, stage)? };
             let slot = match stage.role {
                 StageRole::Locator => &mut locator,
                 StageRole::Segmenter => &mut segmenter,
@@ -346,20 +391,21 @@ impl Engine {
         let (fx, fy) = (at(ox, size.0, w), at(oy, size.1, h));
         let canvas_size =
             (at(side, size.0, w).max(fx + size.0), at(side, size.1, h).max(fy + size.1));
-        let mask = self.run_stage(&self.segmenter, &canvas, roi, canvas_size, &mut times)?;
+        let mask = self.run_stage(&self.segmenter, &canvas, roi, canvas_size, &mut times)?.paste();
         let mut cut = LabelMap::filled(size.0, size.1, Class::Background);
         for y in 0..size.1 {
             for x in 0..size.0 {
                 cut.set(x, y, mask.get(fx + x, fy + y));
             }
         }
-        Ok(finish(self.fit(clean(&cut), &mut times), None, times))
+        let fitted = self.fit(Placed::whole(clean(&cut)), &mut times);
+        Ok(finish(fitted, None, times))
     }
 
     /// The bundle's shape fit, if any.
-    fn fit(&self, mask: LabelMap, times: &mut StageTimes) -> LabelMap {
+    fn fit(&self, mask: Placed, times: &mut StageTimes) -> Placed {
         let t = Instant::now();
-        let fitted = self.manifest.inference.fit(mask);
+        let fitted = self.manifest.inference.fit_placed(mask);
         times.postprocess += t.elapsed();
         fitted
     }
@@ -376,12 +422,13 @@ impl Engine {
                 Some(r) => roi = Some(r),
                 None => {
                     let none = LabelMap::filled(size.0, size.1, Class::Background);
-                    return Ok(finish(none, None, times));
+                    return Ok(finish(Placed::whole(none), None, times));
                 }
             }
         }
         let mask = self.run_stage(&self.segmenter, image, roi, size, &mut times)?;
-        Ok(finish(self.fit(mask, &mut times), roi, times))
+        let fitted = self.fit(mask, &mut times);
+        Ok(finish(fitted, roi, times))
     }
 
     /// The segmenter's crop around the disc the locator finds, or `None` without a disc. The
@@ -410,7 +457,8 @@ impl Engine {
     }
 
     /// The segmenter's mask on the photograph, at `size` (the photograph's full size, of
-    /// which `image` may be a scaled-down decode), with the bundle's test-time augmentation.
+    /// which `image` may be a scaled-down decode), with the bundle's test-time augmentation;
+    /// placed: the crop's pixels only.
     fn run_stage(
         &self,
         s: &LoadedStage,
@@ -418,11 +466,11 @@ impl Engine {
         roi: Option<Rect>,
         size: (u32, u32),
         times: &mut StageTimes,
-    ) -> Result<LabelMap, RuntimeError> {
+    ) -> Result<Placed, RuntimeError> {
         let (out, geometry) = self.infer_tta(s, image, roi, times, self.manifest.inference)?;
         let t = Instant::now();
         let geometry = geometry.at_size(size);
-        let mask = postprocess(&out.data, &out.shape, &s.stage.output, &geometry)?;
+        let mask = postprocess_placed(&out.data, &out.shape, &s.stage.output, &geometry)?;
         times.postprocess += t.elapsed();
         Ok(mask)
     }
@@ -489,11 +537,15 @@ fn run_first(
     })
 }
 
-/// The segmentation of a final mask: a disc is found when any pixel is not background.
-fn finish(mask: LabelMap, roi: Option<Rect>, times: StageTimes) -> Segmentation {
-    // Measured in the disc's box only; a disc is found when any pixel is not background.
-    let measurements = measure(&mask);
+/// The segmentation of a final mask, measured on its placed part (the measurements do not
+/// depend on where it lies) and then pasted into the photograph once; a disc is found when
+/// any pixel is not background.
+fn finish(mask: Placed, roi: Option<Rect>, mut times: StageTimes) -> Segmentation {
+    let t = Instant::now();
+    let measurements = measure(&mask.map);
     let disc_found = measurements.disc_area > 0;
+    let mask = mask.paste();
+    times.postprocess += t.elapsed();
     Segmentation { mask, measurements, roi, disc_found, times }
 }
 

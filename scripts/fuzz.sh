@@ -25,8 +25,15 @@ for t in "${targets[@]}"; do
   log="$WORK/$t.log"
   start=$(date +%s)
   # -timeout: one input may take 10 s at most; -rss_limit_mb: a bomb that allocates is a crash.
+  extra=()
+  # jpeg-decoder decodes a JPEG wider than 128 px on detached worker threads (one per colour
+  # component) that exit after handing back their plane; LeakSanitizer can look while one is
+  # still exiting and report its thread-local destructor list (64 bytes in
+  # __cxa_thread_atexit_impl; the input alone never reproduces it). Leaks stay checked on the
+  # other targets; the photo path's memory is what the soak's RSS bound watches.
+  [ "$t" = photo ] && extra+=(-detect_leaks=0)
   if cargo +nightly fuzz run --fuzz-dir fuzz "$t" "$WORK/corpus/$t" "fuzz/corpus/$t" -- \
-      -runs="$RUNS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+      -runs="$RUNS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 "${extra[@]}" \
       -artifact_prefix="$WORK/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
     result=ok
   else

@@ -67,14 +67,17 @@ pub fn config(data: &[u8]) -> Outcome {
 }
 
 /// A photograph, named as a JPEG and as a PNG (the name decides which decoder may run), with
-/// the device's default IDCT scaling, and read as the host reads a data set; a 16-megapixel limit (a fundus camera's sensor; the
-/// limit keeps one input's work bounded for the fuzzer).
+/// the device's default IDCT scaling, and read as the host reads a data set. The pixel limit
+/// is 1 megapixel, not a camera's 16: the code paths are the same on either side of the limit,
+/// and a fuzzer-grown corpus of inputs declaring 16 megapixels decoded three times each ran at
+/// 80 inputs a second under ASAN (10^6 runs would take 3.5 hours).
 pub fn photo(data: &[u8]) -> Outcome {
-    let opts = DecodeOptions { min_side: 640, max_pixels: 16_000_000, ..DecodeOptions::default() };
+    const MAX_PIXELS: u64 = 1_000_000;
+    let opts = DecodeOptions { min_side: 640, max_pixels: MAX_PIXELS, ..DecodeOptions::default() };
     let png = decode(data, Path::new("fuzz.png"), &opts);
     let jpeg = decode(data, Path::new("fuzz.jpg"), &opts);
     // And as the host reads a data set: by content, JPEG, PNG or BMP, colours converted.
-    let host = DecodeOptions { max_pixels: 16_000_000, ..DecodeOptions::data_set() };
+    let host = DecodeOptions { max_pixels: MAX_PIXELS, ..DecodeOptions::data_set() };
     let data_set = decode(data, Path::new("fuzz"), &host);
     if let Ok(p) = &data_set {
         assert_eq!(p.image.dimensions(), p.original, "a data set's photograph is not scaled");

@@ -65,3 +65,33 @@ pub fn read(path: &Path) -> Vec<EpochMetrics> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_epochs_read_back_and_a_damaged_row_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.csv");
+        assert!(read(&path).is_empty(), "no file, no history");
+        let row = |epoch| EpochMetrics {
+            epoch,
+            lr: 1.5e-4,
+            train_loss: 0.3125,
+            val_disc_dice: 0.93,
+            val_cup_dice: 0.84,
+            val_vcdr_mae: 0.05,
+            score: 0.835,
+            seconds: 60.25,
+            images_per_s: 21.5,
+        };
+        append(&path, &row(1)).unwrap();
+        append(&path, &row(2)).unwrap();
+        assert_eq!(read(&path), vec![row(1), row(2)]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().filter(|l| l.starts_with("epoch,")).count(), 1, "one header");
+        std::fs::write(&path, text + "3,0.1,cut short\n").unwrap();
+        assert_eq!(read(&path).len(), 2);
+    }
+}

@@ -275,4 +275,25 @@ mod tests {
             "a damaged state is an error, not flex"
         );
     }
+
+    #[test]
+    fn an_empty_folder_is_a_run_not_yet_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path().join("seg"));
+        assert!(!run.has_config());
+        assert_eq!(run.state().unwrap(), None);
+        assert_eq!(run.completed_epochs().unwrap(), 0);
+        assert_eq!(run.checkpoint(), None);
+        assert!(run.history().is_empty());
+        run.clear_history().unwrap();
+        assert!(run.config().is_err(), "no config to read");
+        run.create().unwrap();
+        run.save_state(&RunState { epoch: 7, ..RunState::default() }).unwrap();
+        assert_eq!(run.completed_epochs().unwrap(), 7);
+        std::fs::write(run.file(LAST_MODEL), b"").unwrap();
+        assert_eq!(run.checkpoint(), Some(run.file(LAST_MODEL)));
+        std::fs::write(run.file(BEST_MODEL), b"").unwrap();
+        assert_eq!(run.checkpoint(), Some(run.file(BEST_MODEL)), "the best wins");
+        assert_eq!(run.name(), "seg");
+    }
 }

@@ -212,6 +212,10 @@ pub fn train(
             c.lr = lr;
             c.cycle_start = run.completed_epochs()?;
         }
+        if let Some(side) = args.resize {
+            c.preprocess.width = side;
+            c.preprocess.height = side;
+        }
         c
     } else {
         // Nothing to resume: a restart at epoch 0 is the first cycle, peaking at its rate.

@@ -166,13 +166,18 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
     /// Continue the run in --out from its last checkpoint. Its config.json wins, except for
-    /// --epochs, --restart-lr and, when given, --loss and --roi-context.
+    /// --epochs, --restart-lr and, when given, --loss, --roi-context and --resize.
     #[arg(long)]
     pub resume: bool,
     /// With --resume: begin a new cosine cycle (warm-up, then cosine to zero at --epochs) at
     /// the last completed epoch, peaking at this learning rate (a warm restart).
     #[arg(long, value_name = "LR", requires = "resume")]
     pub restart_lr: Option<f64>,
+    /// With --resume: go on at this network input side (progressive resizing: every weight of
+    /// the fully convolutional UNet carries over; the crops keep their context in disc
+    /// diameters and are resized to the new side). Best with --restart-lr.
+    #[arg(long, value_name = "SIZE", requires = "resume")]
+    pub resize: Option<u32>,
     /// Explicit validation folder (repeatable); otherwise --val-fraction of the training data.
     #[arg(long, value_name = "DIR")]
     pub val: Vec<PathBuf>,
@@ -564,6 +569,15 @@ mod tests {
             train(&["--resume", "--restart-lr", "0.001", "--loss", "nested"]).unwrap(),
             (Some(0.001), Some(LossArg::Nested))
         );
+        let resize = |extra: &[&str]| {
+            let args = ["papilla", "train", "--data", "d", "--out", "r"];
+            let cli = Cli::try_parse_from(args.iter().chain(extra))?;
+            let Command::Train(t) = cli.command else { panic!("train") };
+            Ok::<_, clap::Error>(t.resize)
+        };
+        assert!(resize(&["--resize", "224"]).is_err(), "--resize without --resume");
+        assert_eq!(resize(&["--resume", "--resize", "224"]).unwrap(), Some(224));
+        assert_eq!(resize(&["--resume"]).unwrap(), None);
     }
 
     #[test]

@@ -188,6 +188,28 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     assert!(lr[23] < 1e-5, "the first cycle ended at zero: {csv}");
     assert!((lr[24] - 0.002).abs() < 1e-9, "warmed up again to the peak in epoch 25: {csv}");
     assert!(lr[25] < 0.0005, "and decayed in epoch 26: {csv}");
+
+    // Progressive resizing: the same weights go on at 96 px, and what they learnt at 64 carries.
+    let resize = ["--epochs", "28", "--restart-lr", "0.002", "--resize", "96"];
+    let out = papilla(&[&resume[..], &resize[..]].concat());
+    ok(&out);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (config["preprocess"]["width"].clone(), config["preprocess"]["height"].clone()),
+        (96.into(), 96.into())
+    );
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let disc: Vec<f64> =
+        csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
+    assert_eq!(disc.len(), 28, "{csv}");
+    assert!(disc[26] >= 0.9, "the first epoch at 96 px still finds the disc: {csv}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("96x96 px"), "{log}");
+    let bad = papilla(&[&resume[..], &["--epochs", "29", "--resize", "90"]].concat());
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("90") && err.contains("multiple of 4"), "{err}");
 }
 
 #[test]

@@ -388,9 +388,7 @@ impl Builder {
         let (xq, xdq) = (format!("{out}_xq"), format!("{out}_xdq"));
         self.node("QuantizeLinear", &[&xf, &scale, &zp], &[&xq], vec![]);
         self.node("DequantizeLinear", &[&xq, &scale, &zp], &[&xdq], vec![]);
-        let (wq, ws) = Self::weights_i8(l, q.weights);
-        let wqn = self.init_i8(&format!("{out}_wq"), &l.shape, &wq);
-        let wsn = self.weight_scales(out, &ws);
+        let (wqn, wsn, ws) = self.int8_weights(l, out, q.weights);
         let wdq = format!("{out}_wdq");
         // Per-channel scales run along the output channels; a per-tensor one is a scalar.
         let attrs = if ws.len() > 1 { vec![attr_i("axis", 0)] } else { vec![] };
@@ -421,9 +419,7 @@ impl Builder {
         let Act::U8 { name, scale, zp, scale_v } = quantized else {
             unreachable!("quantized above")
         };
-        let (wq, ws) = Self::weights_i8(l, q.weights);
-        let wqn = self.init_i8(&format!("{out}_wq"), &l.shape, &wq);
-        let wsn = self.weight_scales(out, &ws);
+        let (wqn, wsn, ws) = self.int8_weights(l, out, q.weights);
         let wzp_dims: &[usize] = if ws.len() == 1 { &[] } else { &[ws.len()] };
         let wzp = self.init(&format!("{out}_wzp"), wzp_dims, DataType::Int8, vec![0; ws.len()]);
         let bias: Vec<i32> = l
@@ -451,10 +447,19 @@ impl Builder {
         Ok(Act::U8 { name: yq, scale: ysn, zp: yzp, scale_v: ys })
     }
 
-    /// The weights' scales of layer `out`: a scalar for one, a vector per output channel.
-    fn weight_scales(&mut self, out: &str, ws: &[f32]) -> String {
+    /// Layer `out`'s int8 weights and their scales as initialisers (the scales a scalar for one,
+    /// a vector per output channel): their names, and the scales.
+    fn int8_weights(
+        &mut self,
+        l: &ConvLayer,
+        out: &str,
+        per: WeightScales,
+    ) -> (String, String, Vec<f32>) {
+        let (wq, ws) = Self::weights_i8(l, per);
+        let wqn = self.init_i8(&format!("{out}_wq"), &l.shape, &wq);
         let dims: &[usize] = if ws.len() == 1 { &[] } else { &[ws.len()] };
-        self.init_f32(&format!("{out}_ws"), dims, ws)
+        let wsn = self.init_f32(&format!("{out}_ws"), dims, &ws);
+        (wqn, wsn, ws)
     }
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PostprocessError;
 use crate::labels::{Class, LabelMap};
-use crate::preprocess::{Geometry, Tensor4};
+use crate::preprocess::{Geometry, Rect, Tensor4};
 
 /// What the output channels hold.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,23 +200,37 @@ impl Placed {
         Self { map, x: 0, y: 0, size }
     }
 
+    /// Nothing placed on a photograph of `size` pixels: all background.
+    pub fn empty(size: (u32, u32)) -> Self {
+        Self { map: LabelMap::filled(0, 0, Class::Background), x: 0, y: 0, size }
+    }
+
     /// The photograph-sized map: the part placed into an all-background photograph (parts
     /// reaching past the photograph's edges are cut).
     pub fn paste(self) -> LabelMap {
         if (self.x, self.y) == (0, 0) && self.map.dimensions() == self.size {
             return self.map;
         }
-        let (w, h) = self.size;
-        let mut out = LabelMap::filled(w, h, Class::Background);
+        self.cut(Rect::full(self.size.0, self.size.1))
+    }
+
+    /// The window `r` of the photograph (in its pixels, inside it): the placed part where it
+    /// overlaps `r`, background elsewhere.
+    pub fn cut(&self, r: Rect) -> LabelMap {
+        let mut out = LabelMap::filled(r.width, r.height, Class::Background);
         let (mw, mh) = self.map.dimensions();
-        let cols = mw.min(w.saturating_sub(self.x)) as usize;
-        if cols > 0 {
-            for j in 0..mh.min(h.saturating_sub(self.y)) {
-                let from = j as usize * mw as usize;
-                let to = (self.y + j) as usize * w as usize + self.x as usize;
-                out.classes_mut()[to..to + cols]
-                    .copy_from_slice(&self.map.classes()[from..from + cols]);
-            }
+        // The overlap of the map and the window, in photograph pixels.
+        let (x0, x1) = (self.x.max(r.x), (self.x + mw).min(r.x + r.width));
+        let (y0, y1) = (self.y.max(r.y), (self.y + mh).min(r.y + r.height));
+        if x0 >= x1 {
+            return out;
+        }
+        let cols = (x1 - x0) as usize;
+        for y in y0..y1 {
+            let from = (y - self.y) as usize * mw as usize + (x0 - self.x) as usize;
+            let to = (y - r.y) as usize * r.width as usize + (x0 - r.x) as usize;
+            out.classes_mut()[to..to + cols]
+                .copy_from_slice(&self.map.classes()[from..from + cols]);
         }
         out
     }
@@ -287,7 +301,7 @@ impl InferenceOptions {
     pub fn fit_placed(&self, placed: Placed) -> Placed {
         match self.shape_fit {
             ShapeFit::None => placed,
-            ShapeFit::Ellipse => fit_ellipses_placed(&placed),
+            ShapeFit::Ellipse => fit_ellipses_placed(placed),
         }
     }
 }
@@ -329,20 +343,20 @@ pub enum ShapeFit {
 /// Dice disc +0.002, cup +0.003). An empty or degenerate (collinear) disc is left as it is; a
 /// cup of under 5 pixels, or a degenerate one, keeps its pixels inside the new disc.
 pub fn fit_ellipses(labels: &LabelMap) -> LabelMap {
-    fit_ellipses_placed(&Placed::whole(labels.clone())).paste()
+    fit_ellipses_placed(Placed::whole(labels.clone())).paste()
 }
 
 /// [`fit_ellipses`] of a placed map: the fit comes back placed on the ellipse's own box, which
 /// may reach past the map's edges (not past the photograph's), as the fit of the pasted
 /// photograph-sized map would.
-pub fn fit_ellipses_placed(placed: &Placed) -> Placed {
+pub fn fit_ellipses_placed(placed: Placed) -> Placed {
     let labels = &placed.map;
     // Moments are summed over the disc's box only: a camera frame has millions of pixels.
     let Some(bbox) = crate::preprocess::disc_box(labels) else {
-        return placed.clone();
+        return placed;
     };
     let Some(disc_fit) = Ellipse::of(labels, bbox, |c| c != Class::Background) else {
-        return placed.clone();
+        return placed;
     };
     let cup_fit = Ellipse::of(labels, bbox, |c| c == Class::Cup).filter(|e| e.n >= 5.0);
     // The ellipse's pixel range on the photograph; map coordinates are photograph ones less
@@ -550,7 +564,6 @@ pub fn fill_holes(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preprocess::Rect;
 
     #[test]
     fn flip_width_mirrors_each_row_of_each_plane() {
@@ -808,12 +821,30 @@ mod tests {
         let map = LabelMap::from_disc_cup(w, h, &disc, &cup).unwrap();
         let placed = Placed { map, x: 50, y: 10, size: (90, 60) };
         let whole = fit_ellipses(&placed.clone().paste());
-        let fitted = fit_ellipses_placed(&placed);
+        let fitted = fit_ellipses_placed(placed.clone());
         assert!(fitted.x + fitted.map.width() > 80, "the fit reaches past the map");
         assert_eq!(fitted.paste(), whole);
         // Near the photograph's own edge the fit is cut there.
         let edge = Placed { x: 60, ..placed };
-        assert_eq!(fit_ellipses_placed(&edge).paste(), fit_ellipses(&edge.clone().paste()));
+        assert_eq!(fit_ellipses_placed(edge.clone()).paste(), fit_ellipses(&edge.paste()));
+    }
+
+    #[test]
+    fn a_cut_window_takes_the_placed_part_where_they_overlap() {
+        let map = LabelMap::filled(3, 2, Class::Rim);
+        let placed = Placed { map, x: 4, y: 3, size: (10, 10) };
+        let w = placed.cut(Rect { x: 5, y: 2, width: 4, height: 3 });
+        assert_eq!(w.dimensions(), (4, 3));
+        // Photograph pixels (5..7, 3..5) are rim: window (0..2, 1..3).
+        assert_eq!(w.count(Class::Rim), 4);
+        assert_eq!(
+            (w.get(0, 1), w.get(1, 2), w.get(2, 1)),
+            (Class::Rim, Class::Rim, Class::Background)
+        );
+        assert_eq!(w.get(0, 0), Class::Background);
+        let apart = placed.cut(Rect { x: 0, y: 0, width: 4, height: 3 });
+        assert_eq!(apart.count(Class::Background), 12, "no overlap");
+        assert_eq!(Placed::empty((3, 2)).paste(), LabelMap::filled(3, 2, Class::Background));
     }
 
     #[test]

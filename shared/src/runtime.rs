@@ -12,7 +12,7 @@ use tract_onnx::prelude::*;
 
 use crate::bundle::{Bundle, Manifest, Stage, StageRole, Verification};
 use crate::error::{BundleError, PostprocessError, PreprocessError};
-use crate::labels::{Class, LabelMap};
+use crate::labels::LabelMap;
 use crate::metrics::{Measurements, measure};
 use crate::postprocess::{InferenceOptions, Placed, clean, postprocess, postprocess_placed};
 use crate::preprocess::{Geometry, Rect, Tensor4, mirror_index, preprocess, rescale};
@@ -391,13 +391,8 @@ impl Engine {
         let (fx, fy) = (at(ox, size.0, w), at(oy, size.1, h));
         let canvas_size =
             (at(side, size.0, w).max(fx + size.0), at(side, size.1, h).max(fy + size.1));
-        let mask = self.run_stage(&self.segmenter, &canvas, roi, canvas_size, &mut times)?.paste();
-        let mut cut = LabelMap::filled(size.0, size.1, Class::Background);
-        for y in 0..size.1 {
-            for x in 0..size.0 {
-                cut.set(x, y, mask.get(fx + x, fy + y));
-            }
-        }
+        let mask = self.run_stage(&self.segmenter, &canvas, roi, canvas_size, &mut times)?;
+        let cut = mask.cut(Rect { x: fx, y: fy, width: size.0, height: size.1 });
         let fitted = self.fit(Placed::whole(clean(&cut)), &mut times);
         Ok(finish(fitted, None, times))
     }
@@ -420,10 +415,7 @@ impl Engine {
         if let Some(loc) = &self.locator {
             match self.locate(loc, image, &mut times)? {
                 Some(r) => roi = Some(r),
-                None => {
-                    let none = LabelMap::filled(size.0, size.1, Class::Background);
-                    return Ok(finish(Placed::whole(none), None, times));
-                }
+                None => return Ok(finish(Placed::empty(size), None, times)),
             }
         }
         let mask = self.run_stage(&self.segmenter, image, roi, size, &mut times)?;

@@ -75,6 +75,10 @@ pub enum AppError {
     NoEvalData,
     #[error("--disc-centred runs an exported bundle (the runtime frames the crop); {} is a run directory: export it first", .0.display())]
     DiscCentredNeedsBundle(PathBuf),
+    #[error("--held-out-of picks the eyes a bundle is scored on; {} is a run directory, scored without --data on the eyes it held out", .0.display())]
+    HeldOutNeedsBundle(PathBuf),
+    #[error("none of the eyes in {data} is among those {} held out for validation", run.display())]
+    NoHeldOutEyes { run: PathBuf, data: String },
     #[error("--shape-fit and --tta choose how a run directory is scored; {} is a bundle, which carries its own", .0.display())]
     BundleCarriesInference(PathBuf),
 }
@@ -126,6 +130,7 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
             rotate_deg: args.rotate,
             scale: args.scale,
             translate: args.translate,
+            vflip: args.vflip.unwrap_or(AugmentConfig::default().vflip),
             camera: CameraAugment {
                 style_mix: args.style_mix,
                 ..if args.camera_augment { CameraAugment::standard() } else { Default::default() }
@@ -211,6 +216,9 @@ pub fn train(
         if let Some(lr) = args.restart_lr {
             c.lr = lr;
             c.cycle_start = run.completed_epochs()?;
+        }
+        if let Some(p) = args.vflip {
+            c.augment.vflip = p;
         }
         if let Some(side) = args.resize {
             c.preprocess.width = side;
@@ -327,8 +335,46 @@ fn evaluate_bundle(
         masks.push(mask.map_err(InferError::from)?);
         samples.push(sample);
     }
+    if let Some(run) = &args.held_out_of {
+        let keep = held_out_photos(run, args.threads, progress)?;
+        let kept: Vec<_> = samples
+            .into_iter()
+            .zip(masks)
+            .filter(|(s, _)| keep.contains(&canonical(&s.image_path)))
+            .collect();
+        if kept.is_empty() {
+            let data = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+            return Err(AppError::NoHeldOutEyes { run: run.clone(), data });
+        }
+        (samples, masks) = kept.into_iter().unzip();
+    }
     let report = inference::score_masks(&samples, &masks, args.referral_threshold);
     Ok((report, samples, masks))
+}
+
+/// The photographs a training run held out for validation: its `--val` folders, or the same
+/// seeded split of its training data again (the photographs' paths, made canonical).
+fn held_out_photos(
+    run: &Path,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<std::collections::HashSet<PathBuf>, AppError> {
+    let config = RunDir::new(run).config()?;
+    let tiny = PreprocessConfig::square(16);
+    let folders = |v: &[String]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+    let held_out = if config.val.is_empty() {
+        let all = load_folders(&folders(&config.data), "train", &tiny, threads, progress)?;
+        data::split_validation(all, config.val_fraction, config.seed).1
+    } else {
+        load_folders(&folders(&config.val), "test", &tiny, threads, progress)?
+    };
+    Ok(held_out.iter().map(|s| canonical(&s.image_path)).collect())
+}
+
+/// A path made absolute with its links resolved, so that two spellings of a file compare
+/// equal; as given when it cannot be (the comparison then needs the same spelling).
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// What `papilla evaluate` produced.
@@ -382,6 +428,9 @@ fn evaluate_run(
 ) -> Result<(ScoreReport, Vec<Sample>, Vec<papilla_shared::LabelMap>), AppError> {
     if args.disc_centred.is_some() {
         return Err(AppError::DiscCentredNeedsBundle(args.model.clone()));
+    }
+    if args.held_out_of.is_some() {
+        return Err(AppError::HeldOutNeedsBundle(args.model.clone()));
     }
     let device = device_for(args.backend, args.threads)?.device;
     let mut run = inference::load_run(&args.model, &device)?;

@@ -166,7 +166,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
     /// Continue the run in --out from its last checkpoint. Its config.json wins, except for
-    /// --epochs, --restart-lr and, when given, --loss, --roi-context and --resize.
+    /// --epochs, --restart-lr and, when given, --loss, --roi-context, --resize and --vflip.
     #[arg(long)]
     pub resume: bool,
     /// With --resume: begin a new cosine cycle (warm-up, then cosine to zero at --epochs) at
@@ -224,6 +224,11 @@ pub struct TrainArgs {
     /// Random shift range as a fraction of the side, e.g. 0.1 (off by default).
     #[arg(long, default_value_t = 0.0)]
     pub translate: f32,
+    /// Probability of a vertical flip (default 0.5, the seed recipe's; with --resume, replaces
+    /// the run's). A fundus photograph has an up and a down (the superior and inferior rims
+    /// differ, the vessels leave the disc up and down): 0 keeps them where the camera puts them.
+    #[arg(long, value_name = "P", value_parser = probability, conflicts_with = "no_augment")]
+    pub vflip: Option<f32>,
     /// Camera robustness: gamma, per-channel gain, sharpness, noise and JPEG re-encoding, each
     /// at p = 0.3, on top of the seed's colour jitter (off by default).
     #[arg(long)]
@@ -311,6 +316,11 @@ pub struct EvaluateArgs {
     /// only; without PAD, the padding the bundle was exported with).
     #[arg(long, value_name = "PAD", num_args = 0..=1)]
     pub disc_centred: Option<Option<f32>>,
+    /// Score only the eyes of --data that this training run held out for validation (its
+    /// seeded share of its --data, or its --val folders): run-time settings are then chosen on
+    /// eyes no weight was fitted to, and never on a test split (bundles only).
+    #[arg(long, value_name = "RUN_DIR", requires = "data")]
+    pub held_out_of: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
     #[arg(long, default_value_t = 2)]
@@ -578,6 +588,21 @@ mod tests {
         assert!(resize(&["--resize", "224"]).is_err(), "--resize without --resume");
         assert_eq!(resize(&["--resume", "--resize", "224"]).unwrap(), Some(224));
         assert_eq!(resize(&["--resume"]).unwrap(), None);
+    }
+
+    #[test]
+    fn vertical_flips_are_the_seed_recipes_unless_told() {
+        let vflip = |extra: &[&str]| {
+            let args = ["papilla", "train", "--data", "d", "--out", "r"];
+            let cli = Cli::try_parse_from(args.iter().chain(extra))?;
+            let Command::Train(t) = cli.command else { panic!("train") };
+            Ok::<_, clap::Error>((t.vflip, crate::app::training_config(&t).augment.vflip))
+        };
+        assert_eq!(vflip(&[]).unwrap(), (None, 0.5));
+        assert_eq!(vflip(&["--vflip", "0"]).unwrap(), (Some(0.0), 0.0));
+        assert_eq!(vflip(&["--vflip", "0.2"]).unwrap(), (Some(0.2), 0.2));
+        assert!(vflip(&["--vflip", "1.5"]).is_err(), "not a probability");
+        assert!(vflip(&["--no-augment", "--vflip", "0.5"]).is_err(), "flips without augmentation");
     }
 
     #[test]

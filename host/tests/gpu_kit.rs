@@ -122,7 +122,7 @@ fn the_kit_packs_checks_and_trains_the_default_recipe_on_the_cpu() {
     );
     let log = std::fs::read_to_string(cpu_out.join("train.log")).unwrap_or_default();
     assert!(out.status.success(), "{}\n{log}", text(&out));
-    for size in ["128", "176"] {
+    for size in ["128", "176", "224"] {
         let check: Value = serde_json::from_str(
             &std::fs::read_to_string(cpu_out.join(format!("check-{size}.json"))).unwrap(),
         )
@@ -130,20 +130,20 @@ fn the_kit_packs_checks_and_trains_the_default_recipe_on_the_cpu() {
         assert_eq!(check["size"].to_string(), size);
         assert_eq!(check["worst_gradient_rel"], 0.0, "flex against flex: {check}");
     }
-    for f in ["loc128/model-last.bpk", "seg3b/model-best.bpk", "seg3b/curves.png"] {
+    for f in ["loc128/model-last.bpk", "seg224v/model-best.bpk", "seg224v/curves.png"] {
         assert!(cpu_out.join("runs").join(f).is_file(), "{f}");
     }
-    assert!(!cpu_out.join("runs/seg3b/optim-last.bpk").exists(), "optimiser state stays");
+    assert!(!cpu_out.join("runs/seg224v/optim-last.bpk").exists(), "optimiser state stays");
     let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(cpu_out.join("runs/seg3b/state.json")).unwrap(),
+        &std::fs::read_to_string(cpu_out.join("runs/seg224v/state.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(
-        state["epoch"], 3,
-        "the two segmenter cycles of the recipe (SMOKE: 2 + 1 epochs): {state}"
+        state["epoch"], 5,
+        "the four segmenter cycles of the recipe (SMOKE: 2 + 1 + 1 + 1 epochs): {state}"
     );
     assert_eq!(state["hardware"][0]["backend"], "flex");
     let summary = std::fs::read_to_string(cpu_out.join("summary.txt")).unwrap();
-    assert!(summary.contains("seg3b: 3 epochs"), "{summary}");
+    assert!(summary.contains("seg224v: 5 epochs"), "{summary}");
     assert!(summary.contains("s/epoch"), "{summary}");
 }

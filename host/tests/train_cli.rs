@@ -135,6 +135,37 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains(test_s), "{err}");
 
+    // A bundle scored on the eyes the run held out: the eyes its own validation scores, and
+    // only those (run-time settings are chosen there, never on a test split).
+    let bundle = root.path().join("run.papilla");
+    let bundle_s = bundle.to_str().unwrap();
+    ok(&papilla(&["export", "--checkpoint", run_s, "--out", bundle_s]));
+    let own: Value =
+        serde_json::from_str(&ok(&papilla(&["evaluate", "--model", run_s, "--json"]))).unwrap();
+    let held_out = ["evaluate", "--model", bundle_s, "--data", train_s, "--held-out-of", run_s];
+    let held: Value =
+        serde_json::from_str(&ok(&papilla(&[&held_out[..], &["--json"]].concat()))).unwrap();
+    let names = |v: &Value| {
+        let mut n: Vec<String> = v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(held["n"], 5, "a fifth of 24 held out: {held}");
+    assert_eq!(names(&held), names(&own));
+    let (a, b) = (held["disc_dice"].as_f64().unwrap(), own["disc_dice"].as_f64().unwrap());
+    assert!((a - b).abs() < 0.01, "bundle {a} and run {b} on the same eyes");
+    let bad = papilla(&["evaluate", "--model", bundle_s, "--data", test_s, "--held-out-of", run_s]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("none of the eyes in") && err.contains(test_s));
+    let bad = papilla(&["evaluate", "--model", run_s, "--data", test_s, "--held-out-of", run_s]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("is a run directory"), "{err}");
+
     // Predict writes a submission whose score matches evaluate.
     let sub = root.path().join("sub");
     let zip = root.path().join("sub.zip");
@@ -173,14 +204,16 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run") && err.contains("whole photographs"), "{err}");
 
-    // A warm restart: a new cycle from epoch 24, with the nested loss.
-    let restart = ["--epochs", "26", "--restart-lr", "0.002", "--loss", "nested"];
+    // A warm restart: a new cycle from epoch 24, with the nested loss and vertical flips.
+    let restart =
+        ["--epochs", "26", "--restart-lr", "0.002", "--loss", "nested", "--vflip", "0.25"];
     ok(&papilla(&[&resume[..], &restart[..]].concat()));
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["cycle_start"], 24);
     assert_eq!(config["lr"], 0.002);
     assert_eq!(config["loss"], "NestedDice");
+    assert_eq!(config["augment"]["vflip"], 0.25, "was 0 (--no-augment)");
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let lr: Vec<f64> =
         csv.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();

@@ -4,8 +4,8 @@
 #
 #   probe.txt            scripts/gpu/probe.sh's findings and the road it chose
 #   check-*.json         one training step on the backend against flex, at each stage's real
-#                        input size (128 px locator, 176 px segmenter), gradients included
-#   runs/loc128/, runs/seg3b/        config, state (backend, device, threads), metrics, curves,
+#                        input size (128 px locator, 176 and 224 px segmenter), gradients included
+#   runs/loc128/, runs/seg224v/      config, state (backend, device, threads), metrics, curves,
 #                        model-best.bpk and model-last.bpk (optimiser states and intermediate
 #                        cycles stay behind: they are large and only needed to resume there)
 #   summary.txt          seconds per epoch of each stage, and how the run ended
@@ -47,7 +47,7 @@ export LD_LIBRARY_PATH="$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 PAPILLA="$work/papilla"
 
 # The step check at each stage's input size and width, as the recipe trains them.
-for stage in "128 8" "176 12"; do
+for stage in "128 8" "176 12" "224 12"; do
   set -- $stage
   start=$(date +%s)
   "$PAPILLA" check-backend --backend "$BACKEND" --size "$1" --base-channels "$2" --batch 4 \
@@ -65,14 +65,14 @@ PAPILLA="$PAPILLA" BACKEND="$BACKEND" ONLY_TRAIN=1 SMOKE="${SMOKE:-}" \
   bash "$repo/scripts/train-default-model.sh" "$pack/data" "$work/runs" > "$OUT/train.log" 2>&1
 rc=$?
 log "training: exit $rc after $(( $(date +%s) - start )) s (log: train.log)"
-for run in loc128 seg3 seg3b; do
+for run in loc128 seg3 seg3b seg3v seg224v; do
   m="$work/runs/$run/metrics.csv"
   [ -f "$m" ] || continue
   # metrics.csv: epoch,lr,train_loss,val_disc_dice,val_cup_dice,val_vcdr_mae,score,seconds,images_per_s
   log "$run: $(awk -F, 'NR > 1 {n++; s += $8; ips += $9; last = $0} END {if (n) printf "%d epochs, %.1f s/epoch, %.1f img/s; last: %s", n, s / n, ips / n, last}' "$m")"
 done
 mkdir -p "$OUT/runs"
-for run in loc128 seg3b; do
+for run in loc128 seg224v; do
   [ -d "$work/runs/$run" ] || continue
   mkdir -p "$OUT/runs/$run"
   for f in config.json state.json metrics.csv curves.png model-best.bpk model-last.bpk; do

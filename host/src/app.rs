@@ -323,6 +323,11 @@ fn evaluate_bundle(
     progress: &dyn Progress,
 ) -> Result<(ScoreReport, Vec<Sample>, Vec<papilla_shared::LabelMap>), AppError> {
     let engine = load_engine(&args.model, 1)?;
+    // The run's held-out eyes first: a run that cannot be read fails before the segmentation.
+    let keep = match &args.held_out_of {
+        Some(run) => Some((run, held_out_photos(run, args.threads, progress)?)),
+        None => None,
+    };
     let framing = Framing::from_disc_centred(args.disc_centred);
     // Segmented on the loading threads, as each photograph is decoded; tiny network inputs,
     // as only names, paths and ground truth are used from the samples.
@@ -335,8 +340,9 @@ fn evaluate_bundle(
         masks.push(mask.map_err(InferError::from)?);
         samples.push(sample);
     }
-    if let Some(run) = &args.held_out_of {
-        let keep = held_out_photos(run, args.threads, progress)?;
+    // Every photograph of `dirs` is segmented (the loader hands over pixels, not names); only
+    // the held-out ones are scored.
+    if let Some((run, keep)) = keep {
         let kept: Vec<_> = samples
             .into_iter()
             .zip(masks)

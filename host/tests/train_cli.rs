@@ -165,6 +165,10 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     let bad = papilla(&["evaluate", "--model", run_s, "--data", test_s, "--held-out-of", run_s]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("is a run directory"), "{err}");
+    let bad =
+        papilla(&["evaluate", "--model", bundle_s, "--data", test_s, "--held-out-of", test_s]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("config.json"), "not a run: {err}");
 
     // Predict writes a submission whose score matches evaluate.
     let sub = root.path().join("sub");

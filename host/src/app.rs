@@ -91,7 +91,7 @@ pub fn load_folders(
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Sample>, AppError> {
-    let loaded = load_folders_with(dirs, rimone_split, config, threads, &|_| (), progress)?;
+    let loaded = load_folders_with(dirs, rimone_split, config, threads, &|_, _| (), progress)?;
     Ok(loaded.into_iter().map(|(s, ())| s).collect())
 }
 
@@ -101,7 +101,7 @@ fn load_folders_with<T: Send>(
     rimone_split: &str,
     config: &PreprocessConfig,
     threads: usize,
-    with_photo: &(dyn Fn(&image::RgbImage) -> T + Sync),
+    with_photo: &(dyn Fn(&data::Pair, &image::RgbImage) -> T + Sync),
     progress: &dyn Progress,
 ) -> Result<Vec<(Sample, T)>, AppError> {
     let mut all = Vec::new();
@@ -329,37 +329,34 @@ fn evaluate_bundle(
         None => None,
     };
     let framing = Framing::from_disc_centred(args.disc_centred);
-    // Segmented on the loading threads, as each photograph is decoded; tiny network inputs,
-    // as only names, paths and ground truth are used from the samples.
-    let segment = |photo: &image::RgbImage| engine.segment_framed(photo, framing).map(|s| s.mask);
+    // Segmented on the loading threads, as each photograph is decoded (with --held-out-of only
+    // the held-out ones); tiny network inputs, as only names, paths and ground truth are used
+    // from the samples.
+    let segment = |pair: &data::Pair, photo: &image::RgbImage| {
+        let wanted = keep.as_ref().is_none_or(|(_, k)| k.contains(&canonical(&pair.image)));
+        wanted.then(|| engine.segment_framed(photo, framing).map(|s| s.mask))
+    };
     let split = args.rimone_split.name();
     let tiny = PreprocessConfig::square(16);
     let loaded = load_folders_with(dirs, split, &tiny, args.threads, &segment, progress)?;
     let (mut samples, mut masks) = (Vec::new(), Vec::new());
     for (sample, mask) in loaded {
-        masks.push(mask.map_err(InferError::from)?);
-        samples.push(sample);
-    }
-    // Every photograph of `dirs` is segmented (the loader hands over pixels, not names); only
-    // the held-out ones are scored.
-    if let Some((run, keep)) = keep {
-        let kept: Vec<_> = samples
-            .into_iter()
-            .zip(masks)
-            .filter(|(s, _)| keep.contains(&canonical(&s.image_path)))
-            .collect();
-        if kept.is_empty() {
-            let data = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
-            return Err(AppError::NoHeldOutEyes { run: run.clone(), data });
+        if let Some(mask) = mask {
+            masks.push(mask.map_err(InferError::from)?);
+            samples.push(sample);
         }
-        (samples, masks) = kept.into_iter().unzip();
+    }
+    if let Some((run, _)) = keep
+        && samples.is_empty()
+    {
+        let data = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(AppError::NoHeldOutEyes { run: run.clone(), data });
     }
     let report = inference::score_masks(&samples, &masks, args.referral_threshold);
     Ok((report, samples, masks))
 }
 
-/// The photographs a training run held out for validation: its `--val` folders, or the same
-/// seeded split of its training data again (the photographs' paths, made canonical).
+/// The photographs a training run held out for validation (their paths, made canonical).
 fn held_out_photos(
     run: &Path,
     threads: usize,
@@ -367,14 +364,25 @@ fn held_out_photos(
 ) -> Result<std::collections::HashSet<PathBuf>, AppError> {
     let config = RunDir::new(run).config()?;
     let tiny = PreprocessConfig::square(16);
-    let folders = |v: &[String]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
-    let held_out = if config.val.is_empty() {
-        let all = load_folders(&folders(&config.data), "train", &tiny, threads, progress)?;
-        data::split_validation(all, config.val_fraction, config.seed).1
-    } else {
-        load_folders(&folders(&config.val), "test", &tiny, threads, progress)?
-    };
+    let held_out = held_out_samples(&config, &tiny, threads, progress)?;
     Ok(held_out.iter().map(|s| canonical(&s.image_path)).collect())
+}
+
+/// What a training run validated on: its `--val` folders, or the same seeded split of its
+/// training data again, loaded with `pre`.
+fn held_out_samples(
+    config: &TrainingConfig,
+    pre: &PreprocessConfig,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Sample>, AppError> {
+    let folders = |v: &[String]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+    if config.val.is_empty() {
+        let all = load_folders(&folders(&config.data), "train", pre, threads, progress)?;
+        Ok(data::split_validation(all, config.val_fraction, config.seed).1)
+    } else {
+        load_folders(&folders(&config.val), "test", pre, threads, progress)
+    }
 }
 
 /// A path made absolute with its links resolved, so that two spellings of a file compare
@@ -454,14 +462,8 @@ fn evaluate_run(
     let (pre, threads) = (&run.config.preprocess, args.threads);
     let samples = if !args.data.is_empty() {
         load_folders(&args.data, args.rimone_split.name(), pre, threads, progress)?
-    } else if !run.config.val.is_empty() {
-        let dirs: Vec<PathBuf> = run.config.val.iter().map(PathBuf::from).collect();
-        load_folders(&dirs, "test", pre, threads, progress)?
     } else {
-        // The run held out a seeded share of its training data: the same split again.
-        let dirs: Vec<PathBuf> = run.config.data.iter().map(PathBuf::from).collect();
-        let all = load_folders(&dirs, "train", pre, threads, progress)?;
-        let (_, held_out) = data::split_validation(all, run.config.val_fraction, run.config.seed);
+        let held_out = held_out_samples(&run.config, pre, threads, progress)?;
         if held_out.is_empty() {
             return Err(AppError::NoEvalData);
         }

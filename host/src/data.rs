@@ -300,16 +300,17 @@ pub fn load_pair(
     prefix: &str,
     config: &PreprocessConfig,
 ) -> Result<(Sample, LoadReport), Skip> {
-    load_pair_with(pair, prefix, config, &|_| ()).map(|(s, (), r)| (s, r))
+    load_pair_with(pair, prefix, config, &|_, _| ()).map(|(s, (), r)| (s, r))
 }
 
-/// [`load_pair`], also handing the photograph (at its ground truth's size) to `with_photo`
-/// while it is decoded, so a caller that needs it whole never decodes it a second time.
+/// [`load_pair`], also handing the pair and its photograph (at its ground truth's size) to
+/// `with_photo` while it is decoded, so a caller that needs it whole never decodes it a second
+/// time (and one that needs only some photographs can pass the others by).
 pub fn load_pair_with<T>(
     pair: &Pair,
     prefix: &str,
     config: &PreprocessConfig,
-    with_photo: &dyn Fn(&RgbImage) -> T,
+    with_photo: &dyn Fn(&Pair, &RgbImage) -> T,
 ) -> Result<(Sample, T, LoadReport), Skip> {
     let skip = |path: &Path, reason: String| Skip { path: path.to_owned(), reason };
     let mut report = LoadReport::default();
@@ -384,7 +385,7 @@ pub fn load_pair_with<T>(
         }
     };
     // The photograph as the truth frames it: a mirrored sample's overlay is of its square.
-    let extra = with_photo(canvas.as_ref().unwrap_or(&image));
+    let extra = with_photo(pair, canvas.as_ref().unwrap_or(&image));
     report.loaded = 1;
     let name = format!("{prefix}/{}", pair.name);
     let sample = Sample {
@@ -439,7 +440,7 @@ pub fn load_all_with<T: Send>(
     prefix: &str,
     config: &PreprocessConfig,
     threads: usize,
-    with_photo: &(dyn Fn(&RgbImage) -> T + Sync),
+    with_photo: &(dyn Fn(&Pair, &RgbImage) -> T + Sync),
     progress: &dyn Progress,
 ) -> (Vec<(Sample, T)>, LoadReport) {
     let threads = threads.clamp(1, 64);
@@ -495,7 +496,7 @@ pub fn load_dir(
     config: &PreprocessConfig,
     threads: usize,
 ) -> Result<(Vec<Sample>, LoadReport), DataError> {
-    let (loaded, report) = load_dir_with(dir, rimone_split, config, threads, &|_| (), &Silent)?;
+    let (loaded, report) = load_dir_with(dir, rimone_split, config, threads, &|_, _| (), &Silent)?;
     Ok((loaded.into_iter().map(|(s, ())| s).collect(), report))
 }
 
@@ -505,7 +506,7 @@ pub fn load_dir_with<T: Send>(
     rimone_split: &str,
     config: &PreprocessConfig,
     threads: usize,
-    with_photo: &(dyn Fn(&RgbImage) -> T + Sync),
+    with_photo: &(dyn Fn(&Pair, &RgbImage) -> T + Sync),
     progress: &dyn Progress,
 ) -> Result<(Vec<(Sample, T)>, LoadReport), DataError> {
     let (pairs, skips) = scan(dir, rimone_split)?;

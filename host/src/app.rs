@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::augment::{AugmentConfig, CameraAugment};
 use crate::backend::{BackendError, StepCheck, compare_training_step, device_for};
 use crate::cli::{
-    ActTypeArg, BackendArg, CalibMethodArg, CheckBackendArgs, EvaluateArgs, ExportArgs,
+    ActTypeArg, BackendArg, CalibMethodArg, CheckBackendArgs, EncoderArg, EvaluateArgs, ExportArgs,
     Int8FormArg, LossArg, OptimizerArg, PredictArgs, SynthArgs, TrainArgs, UpsamplingArg,
     WeightScalesArg,
 };
@@ -20,7 +20,7 @@ use crate::data::{self, DataError, LoadReport, Sample};
 use crate::export::{CalibMethod, ExportError, ExportOptions, ExportReport};
 use crate::inference::{self, InferError};
 use crate::loss::LossKind;
-use crate::model::{UNetConfig, Upsampling};
+use crate::model::{Encoder, UNetConfig, Upsampling};
 use crate::onnx::{ActType, Form, WeightScales};
 use crate::progress::{Bar, Progress};
 use crate::report::{self, ReportError};
@@ -113,6 +113,13 @@ fn load_folders_with<T: Send>(
     Ok(all)
 }
 
+fn encoder(arg: EncoderArg) -> Encoder {
+    match arg {
+        EncoderArg::Plain => Encoder::Plain,
+        EncoderArg::EfficientnetLite0 => Encoder::EfficientNetLite0,
+    }
+}
+
 /// The training config a `papilla train` command line asks for.
 pub fn training_config(args: &TrainArgs) -> TrainingConfig {
     let model = UNetConfig::new()
@@ -122,7 +129,8 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
         .with_upsampling(match args.upsampling {
             UpsamplingArg::Transpose => Upsampling::ConvTranspose,
             UpsamplingArg::Nearest => Upsampling::Nearest,
-        });
+        })
+        .with_encoder(encoder(args.encoder));
     let augment = if args.no_augment {
         AugmentConfig::none()
     } else {
@@ -157,6 +165,7 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
         OptimizerArg::Adamw => OptimizerKind::AdamW,
     })
     .with_weight_decay(args.weight_decay)
+    .with_pretrained(args.pretrained.as_ref().map(|p| p.display().to_string()))
     .with_ce_weight(args.ce_weight)
     .with_loss(loss_kind(args.loss.unwrap_or(LossArg::Dice)))
     .with_val_fraction(args.val_fraction)
@@ -694,7 +703,10 @@ pub fn export(args: &ExportArgs, progress: &dyn Progress) -> Result<ExportReport
 /// `papilla check-backend`: one training step on the chosen backend against flex.
 pub fn check_backend(args: &CheckBackendArgs) -> Result<(StepCheck, bool), AppError> {
     let candidate = device_for(args.backend, args.threads)?.device;
-    let model = UNetConfig::new().with_depth(args.depth).with_base_channels(args.base_channels);
+    let model = UNetConfig::new()
+        .with_depth(args.depth)
+        .with_base_channels(args.base_channels)
+        .with_encoder(encoder(args.encoder));
     let multiple = model.size_multiple();
     if !args.size.is_multiple_of(multiple) {
         return Err(TrainError::BadSize { size: args.size, multiple, depth: args.depth }.into());

@@ -61,7 +61,7 @@ pub struct CheckBackendArgs {
     /// The backend to check against flex.
     #[arg(long, value_enum)]
     pub backend: BackendArg,
-    /// Input side in pixels (a multiple of 2^depth).
+    /// Input side in pixels (a multiple of 2^depth; of 32 with the EfficientNet-Lite0 encoder).
     #[arg(long, default_value_t = 256)]
     pub size: u32,
     #[arg(long, default_value_t = 2)]
@@ -70,6 +70,9 @@ pub struct CheckBackendArgs {
     pub depth: usize,
     #[arg(long, default_value_t = 16)]
     pub base_channels: usize,
+    /// The network's encoder, as `train --encoder`.
+    #[arg(long, value_enum, default_value_t = EncoderArg::Plain)]
+    pub encoder: EncoderArg,
     /// Largest relative difference accepted (loss, each gradient's L2 norm, weights, logits).
     /// float32 rounding gives about 1e-3 on deep gradients; a wrong backend, tens of percent.
     #[arg(long, default_value_t = 1e-2)]
@@ -113,6 +116,15 @@ pub enum LossArg {
     Dice,
     /// Soft Dice of the disc and of the cup per image, as the REFUGE metrics score them.
     Nested,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncoderArg {
+    /// The UNet's own (--depth, --base-channels), from scratch.
+    Plain,
+    /// EfficientNet-Lite0 (depthwise convolutions, ReLU6) with a UNet decoder; ImageNet
+    /// weights with --pretrained. Input sides must be multiples of 32.
+    EfficientnetLite0,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -212,6 +224,14 @@ pub struct TrainArgs {
     pub no_batch_norm: bool,
     #[arg(long, value_enum, default_value_t = UpsamplingArg::Transpose)]
     pub upsampling: UpsamplingArg,
+    /// The network's encoder (--depth and --base-channels shape the plain one only).
+    #[arg(long, value_enum, default_value_t = EncoderArg::Plain)]
+    pub encoder: EncoderArg,
+    /// Start the EfficientNet-Lite0 encoder from these ImageNet weights (a safetensors file:
+    /// `python3 scripts/fetch-efficientnet-lite0.py` prints its path). Recorded in the run's
+    /// config; a resumed run keeps its own weights.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub pretrained: Option<PathBuf>,
     /// Turn augmentation off.
     #[arg(long)]
     pub no_augment: bool,

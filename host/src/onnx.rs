@@ -21,7 +21,17 @@ use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
-use crate::model::{ConvLayer, UNetLayers, Upsampling};
+use crate::model::{ConvLayer, LITE0_TAPS, UNetLayers, Upsampling};
+
+/// What follows a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Activation {
+    Relu,
+    /// `Clip(0, 6)` (EfficientNet-Lite).
+    Relu6,
+    /// Nothing (a projection).
+    Linear,
+}
 
 pub const OPSET: i64 = 13;
 pub const IR_VERSION: i64 = 7;
@@ -83,8 +93,8 @@ pub fn build(
             signed: options.activations == ActType::I8,
         }),
     };
-    let depth = layers.down.len() - 1;
-    let mut skips: Vec<Act> = Vec::with_capacity(depth);
+    let depth = layers.up.len();
+    let mut skips: Vec<Act> = Vec::with_capacity(depth + 1);
     let mut x = Act::F32(INPUT.to_owned());
     for (level, convs) in layers.down.iter().enumerate() {
         if level > 0 {
@@ -94,7 +104,42 @@ pub fn build(
         x = g.conv_relu(x, &convs[1], &format!("d{level}_2"), q.as_ref(), options.form)?;
         skips.push(x.clone());
     }
-    skips.pop();
+    if let Some(lite0) = &layers.lite0 {
+        if options.form == Form::QLinear {
+            return Err(
+                "the QLinear form covers the plain UNet only: export the EfficientNet-Lite0 \
+                        encoder as qdq"
+                    .into(),
+            );
+        }
+        let form = options.form;
+        let mut e = Act::F32(INPUT.to_owned());
+        e = g.conv_act(e, &lite0.stem, "e_stem", Activation::Relu6, q.as_ref(), form)?;
+        for (i, b) in lite0.blocks.iter().enumerate() {
+            let input = e.clone();
+            let mut h = e;
+            if let Some(expand) = &b.expand {
+                h =
+                    g.conv_act(h, expand, &format!("e{i}_x"), Activation::Relu6, q.as_ref(), form)?;
+            }
+            let dw = format!("e{i}_dw");
+            h = g.conv_act(h, &b.depthwise, &dw, Activation::Relu6, q.as_ref(), form)?;
+            let out = format!("e{i}");
+            e = if b.residual {
+                let p = format!("e{i}_p");
+                let h = g.conv_act(h, &b.project, &p, Activation::Linear, q.as_ref(), form)?;
+                let (a, h) = (g.dequant(input, q.as_ref()), g.dequant(h, q.as_ref()));
+                g.node("Add", &[&a, &h], &[&out], vec![]);
+                Act::F32(out)
+            } else {
+                g.conv_act(h, &b.project, &out, Activation::Linear, q.as_ref(), form)?
+            };
+            if LITE0_TAPS.contains(&i) {
+                skips.push(e.clone());
+            }
+        }
+    }
+    x = skips.pop().ok_or("an encoder level")?;
     for level in (0..depth).rev() {
         let up = &layers.up[level];
         let xf = g.dequant(x, q.as_ref());
@@ -163,14 +208,24 @@ pub fn to_bytes(model: &pb::ModelProto) -> Vec<u8> {
 
 /// Names of the activations whose ranges the quantized forms need, in graph order.
 pub fn calibration_tensors(layers: &UNetLayers) -> Vec<String> {
-    let depth = layers.down.len() - 1;
+    let depth = layers.up.len();
     let mut names = vec![INPUT.to_owned()];
-    for level in 0..=depth {
+    for level in 0..layers.down.len() {
         if level > 0 {
             names.push(format!("p{level}"));
         }
         names.push(format!("d{level}_1"));
         names.push(format!("d{level}_2"));
+    }
+    if let Some(lite0) = &layers.lite0 {
+        names.push("e_stem".to_owned());
+        for (i, b) in lite0.blocks.iter().enumerate() {
+            if b.expand.is_some() {
+                names.push(format!("e{i}_x"));
+            }
+            names.push(format!("e{i}_dw"));
+            names.push(format!("e{i}"));
+        }
     }
     for level in (0..depth).rev() {
         names.push(format!("u{level}_cat"));
@@ -274,11 +329,15 @@ impl Builder {
         let k = [l.shape[2] as i64, l.shape[3] as i64];
         let p = l.pad as i64;
         let s = l.stride as i64;
-        vec![
+        let mut attrs = vec![
             attr_ints("kernel_shape", &k),
             attr_ints("pads", &[p, p, p, p]),
             attr_ints("strides", &[s, s]),
-        ]
+        ];
+        if l.groups > 1 {
+            attrs.push(attr_i("group", l.groups as i64));
+        }
+        attrs
     }
 
     /// A float convolution (or transposed convolution) `x -> out`.
@@ -355,30 +414,73 @@ impl Builder {
         q: Option<&Quant>,
         form: Form,
     ) -> Result<Act, String> {
+        self.conv_act(x, l, out, Activation::Relu, q, form)
+    }
+
+    /// Conv and `act` named `out` in the given form (f32 wherever there are no ranges).
+    fn conv_act(
+        &mut self,
+        x: Act,
+        l: &ConvLayer,
+        out: &str,
+        act: Activation,
+        q: Option<&Quant>,
+        form: Form,
+    ) -> Result<Act, String> {
         match (form, q) {
-            (Form::F32, _) | (_, None) => Ok(self.conv_relu_f32(x, l, out, q)),
-            (Form::Qdq, Some(q)) => self.conv_relu_qdq(x, l, out, q),
-            (Form::QLinear, Some(q)) => self.conv_relu_qlinear(x, l, out, q),
+            (Form::F32, _) | (_, None) => Ok(self.conv_act_f32(x, l, out, act, q)),
+            (Form::Qdq, Some(q)) => self.conv_act_qdq(x, l, out, act, q),
+            (Form::QLinear, Some(q)) if act == Activation::Relu => {
+                self.conv_relu_qlinear(x, l, out, q)
+            }
+            (Form::QLinear, Some(_)) => Err(format!("{out}: QLinear covers Conv + ReLU only")),
         }
     }
 
-    /// Conv + ReLU in f32 (an 8-bit input is dequantized first).
-    fn conv_relu_f32(&mut self, x: Act, l: &ConvLayer, out: &str, q: Option<&Quant>) -> Act {
+    /// The activation `act` of the convolution output `pre`, named `out` (`pre` is `out`
+    /// itself when linear).
+    fn activate(&mut self, pre: &str, out: &str, act: Activation) {
+        match act {
+            Activation::Relu => self.node("Relu", &[pre], &[out], vec![]),
+            Activation::Relu6 => {
+                let lo = self.init_f32(&format!("{out}_min"), &[], &[0.0]);
+                let hi = self.init_f32(&format!("{out}_max"), &[], &[6.0]);
+                self.node("Clip", &[pre, &lo, &hi], &[out], vec![]);
+            }
+            Activation::Linear => debug_assert_eq!(pre, out, "a linear conv writes its output"),
+        }
+    }
+
+    /// The name a convolution writes before `act` makes `out` of it.
+    fn pre_activation(out: &str, act: Activation) -> String {
+        if act == Activation::Linear { out.to_owned() } else { format!("{out}_conv") }
+    }
+
+    /// Conv + `act` in f32 (an 8-bit input is dequantized first).
+    fn conv_act_f32(
+        &mut self,
+        x: Act,
+        l: &ConvLayer,
+        out: &str,
+        act: Activation,
+        q: Option<&Quant>,
+    ) -> Act {
         let xf = self.dequant(x, q);
-        let pre = format!("{out}_conv");
+        let pre = Self::pre_activation(out, act);
         self.conv_f32(&xf, l, &pre);
-        self.node("Relu", &[&pre], &[out], vec![]);
+        self.activate(&pre, out, act);
         Act::F32(out.to_owned())
     }
 
     /// Conv + ReLU as onnxruntime's QDQ pattern: the input through a QuantizeLinear /
     /// DequantizeLinear pair at its calibrated range, int8 weights behind a DequantizeLinear,
     /// then a float Conv and Relu.
-    fn conv_relu_qdq(
+    fn conv_act_qdq(
         &mut self,
         x: Act,
         l: &ConvLayer,
         out: &str,
+        act: Activation,
         q: &Quant,
     ) -> Result<Act, String> {
         let xf = self.dequant(x, Some(q));
@@ -394,9 +496,9 @@ impl Builder {
         let attrs = if ws.len() > 1 { vec![attr_i("axis", 0)] } else { vec![] };
         self.node("DequantizeLinear", &[&wqn, &wsn], &[&wdq], attrs);
         let b = self.init_f32(&format!("{out}_b"), &[l.bias.len()], &l.bias);
-        let pre = format!("{out}_conv");
+        let pre = Self::pre_activation(out, act);
         self.node("Conv", &[&xdq, &wdq, &b], &[&pre], Self::conv_attrs(l));
-        self.node("Relu", &[&pre], &[out], vec![]);
+        self.activate(&pre, out, act);
         Ok(Act::F32(out.to_owned()))
     }
 

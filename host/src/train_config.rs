@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::AugmentConfig;
 use crate::loss::LossKind;
-use crate::model::UNetConfig;
+use crate::model::{Encoder, UNetConfig};
 
 /// Optimiser family.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub struct TrainingConfig {
     pub large_cup_repeat: usize,
     #[config(default = 0.6)]
     pub large_cup_vcdr: f64,
+    /// ImageNet weights the encoder started from (`--pretrained`), if any.
+    #[config(default = "None")]
+    pub pretrained: Option<String>,
 }
 
 impl TrainingConfig {
@@ -114,6 +117,10 @@ impl TrainingConfig {
             fields.entry("large_cup_repeat").or_insert_with(|| serde_json::json!(1));
             fields.entry("large_cup_vcdr").or_insert_with(|| serde_json::json!(0.6));
             fields.entry("vcdr_weight").or_insert_with(|| serde_json::json!(0.0));
+            fields.entry("pretrained").or_insert(serde_json::Value::Null);
+            if let Some(model) = fields.get_mut("model").and_then(|m| m.as_object_mut()) {
+                model.entry("encoder").or_insert_with(|| serde_json::json!(Encoder::Plain));
+            }
         }
         serde_json::from_value(value)
     }
@@ -176,8 +183,15 @@ mod tests {
         let mut v = serde_json::to_value(test_config().with_loss(LossKind::NestedDice)).unwrap();
         let o = v.as_object_mut().unwrap();
         assert!(o.remove("loss").is_some() && o.remove("cycle_start").is_some());
+        // Runs written before the encoder could be chosen: a plain UNet, no pretrained weights.
+        let lite0 = UNetConfig::new().with_encoder(Encoder::EfficientNetLite0);
+        o.insert("model".into(), serde_json::to_value(lite0).unwrap());
+        assert!(o["model"].as_object_mut().unwrap().remove("encoder").is_some());
+        o.insert("pretrained".into(), serde_json::json!("x.safetensors"));
+        assert!(o.remove("pretrained").is_some());
         let back = TrainingConfig::from_json(&v.to_string()).unwrap();
         assert_eq!((back.loss, back.cycle_start), (LossKind::ClassDice, 0));
+        assert_eq!((back.model.encoder, back.pretrained), (Encoder::Plain, None));
     }
 
     #[test]

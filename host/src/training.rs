@@ -58,6 +58,8 @@ pub enum TrainError {
     Postprocess(#[from] papilla_shared::PostprocessError),
     #[error(transparent)]
     Curves(#[from] plot::CurvesError),
+    #[error("cannot start from pretrained weights")]
+    Pretrained(#[source] crate::model::PretrainedError),
 }
 
 /// How a call to [`train`] ended.
@@ -231,7 +233,12 @@ pub fn train(
         None => {
             train_device.seed(config.seed);
             run.clear_history()?;
-            (config.model.init(&train_device), config.optimizer(), RunState::default())
+            let mut model = config.model.init(&train_device);
+            if let Some(path) = &config.pretrained {
+                let n = model.load_lite0(Path::new(path)).map_err(TrainError::Pretrained)?;
+                progress.note(&format!("encoder: {n} ImageNet tensors from {path}"));
+            }
+            (model, config.optimizer(), RunState::default())
         }
     };
     if state.hardware.last() != Some(&compute.hardware) {

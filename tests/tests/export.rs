@@ -28,6 +28,8 @@ struct Fixture {
     /// Coarse-to-fine pair.
     locator: PathBuf,
     second: PathBuf,
+    /// Whole-photograph segmenter with the EfficientNet-Lite0 encoder (fresh weights).
+    lite0: PathBuf,
 }
 
 fn cli(args: &[&str]) -> Cmd {
@@ -76,8 +78,14 @@ fn fixture() -> &'static Fixture {
             "0",
         ];
         let dirs: Vec<PathBuf> =
-            ["run", "locator", "second"].iter().map(|d| root.join(d)).collect();
-        for (dir, extra) in dirs.iter().zip([&[][..], &[][..], &["--roi-context", "3"][..]]) {
+            ["run", "locator", "second", "lite0"].iter().map(|d| root.join(d)).collect();
+        let extras = [
+            &[][..],
+            &[][..],
+            &["--roi-context", "3"][..],
+            &["--encoder", "efficientnet-lite0"][..],
+        ];
+        for (dir, extra) in dirs.iter().zip(extras) {
             let mut a =
                 vec!["train", "--data", synth.to_str().unwrap(), "--out", dir.to_str().unwrap()];
             a.extend(common);
@@ -90,6 +98,7 @@ fn fixture() -> &'static Fixture {
             run: dirs[0].clone(),
             locator: dirs[1].clone(),
             second: dirs[2].clone(),
+            lite0: dirs[3].clone(),
         }
     })
 }
@@ -166,9 +175,39 @@ fn argmax_agreement(a: &Output, b: &Output) -> f64 {
 #[test]
 fn f32_export_computes_in_tract_what_burn_computed() {
     let f = fixture();
-    let bundle = export("f32", &f.run, &[]);
+    burn_and_tract_agree(&f.run, "f32");
+}
+
+#[test]
+fn an_efficientnet_lite0_encoder_exports_and_its_int8_form_agrees_with_f32() {
+    // Depthwise and strided convolutions, ReLU6 (Clip) and the residual additions: what the
+    // plain UNet does not have.
+    let f = fixture();
+    burn_and_tract_agree(&f.lite0, "lite0-f32");
+    let reference = engine(&export("lite0-ref32", &f.lite0, &[]));
+    let flags = int8_flags("qdq");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let q = engine(&export("lite0-qdq", &f.lite0, &flags));
+    for input in inputs(64) {
+        let a = reference.stage_logits(false, &input).unwrap();
+        let b = q.stage_logits(false, &input).unwrap();
+        let agree = argmax_agreement(&a, &b);
+        eprintln!("lite0 qdq: {agree:.4} of pixels agree with f32");
+        assert!(agree >= 0.99, "{agree}");
+        assert_ne!(a.data, b.data, "int8 must not be the f32 graph");
+    }
+    // The QLinear form covers the plain UNet only, and says so.
+    let flags = int8_flags("qlinear");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let err = export_error(&f.lite0, &f.root.join("lite0-ql.papilla"), &flags);
+    assert!(err.contains("qdq"), "{err}");
+}
+
+/// The f32 bundle of `run` computes in tract the logits burn computes.
+fn burn_and_tract_agree(run_dir: &Path, name: &str) {
+    let bundle = export(name, run_dir, &[]);
     let engine = engine(&bundle);
-    let run = papilla_host::inference::load_run(&f.run, &Device::flex()).unwrap();
+    let run = papilla_host::inference::load_run(run_dir, &Device::flex()).unwrap();
     for input in inputs(64) {
         let x =
             Tensor::<4>::from_data(TensorData::new(input.data.clone(), input.shape), &run.device);
@@ -269,13 +308,16 @@ fn exported_onnx_passes_the_onnx_checker_and_onnxruntime_agrees_with_tract() {
     let Some(python) = python_with_onnx() else { return };
     let f = fixture();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/onnx_check.py");
-    let mut cases = vec![("chk-f32", Vec::new())];
+    let mut cases = vec![("chk-f32", &f.run, Vec::new())];
     for form in ["qlinear", "qdq"] {
-        cases.push((if form == "qdq" { "chk-qdq" } else { "chk-qlinear" }, int8_flags(form)));
+        let name = if form == "qdq" { "chk-qdq" } else { "chk-qlinear" };
+        cases.push((name, &f.run, int8_flags(form)));
     }
-    for (name, flags) in cases {
+    cases.push(("chk-lite0-f32", &f.lite0, Vec::new()));
+    cases.push(("chk-lite0-qdq", &f.lite0, int8_flags("qdq")));
+    for (name, run, flags) in cases {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let bundle = export(name, &f.run, &flags);
+        let bundle = export(name, run, &flags);
         let onnx = bundle.with_extension("onnx");
         let engine = engine(&bundle);
         let input = &inputs(64)[0];
@@ -296,7 +338,7 @@ fn exported_onnx_passes_the_onnx_checker_and_onnxruntime_agrees_with_tract() {
         assert_eq!(r["domains"], serde_json::json!([""]), "standard operators only");
         let (diff, range) =
             (r["max_abs_diff"].as_f64().unwrap(), r["logit_range"].as_f64().unwrap());
-        if name == "chk-f32" {
+        if name.ends_with("f32") {
             assert!(diff <= 1e-4 * range, "onnxruntime vs tract: {diff} (range {range})");
             assert!(r["metadata"]["preprocess"].as_str().unwrap().contains("\"width\":64"));
         } else {

@@ -436,15 +436,16 @@ impl Lite0 {
         taps
     }
 
-    /// Every convolution and BatchNorm with the name the ImageNet weights give it.
-    fn named(&mut self) -> Vec<(String, &mut ConvBn)> {
-        let mut out = vec![("_conv_stem|_bn0".to_owned(), &mut self.stem)];
+    /// Every convolution and BatchNorm with the names the ImageNet weights give them.
+    fn named(&mut self) -> Vec<(String, String, &mut ConvBn)> {
+        let mut out = vec![("_conv_stem".to_owned(), "_bn0".to_owned(), &mut self.stem)];
         for (i, b) in self.blocks.iter_mut().enumerate() {
+            let p = format!("_blocks.{i}.");
             if let Some(e) = &mut b.expand {
-                out.push((format!("_blocks.{i}._expand_conv|_blocks.{i}._bn0"), e));
+                out.push((format!("{p}_expand_conv"), format!("{p}_bn0"), e));
             }
-            out.push((format!("_blocks.{i}._depthwise_conv|_blocks.{i}._bn1"), &mut b.depthwise));
-            out.push((format!("_blocks.{i}._project_conv|_blocks.{i}._bn2"), &mut b.project));
+            out.push((format!("{p}_depthwise_conv"), format!("{p}_bn1"), &mut b.depthwise));
+            out.push((format!("{p}_project_conv"), format!("{p}_bn2"), &mut b.project));
         }
         out
     }
@@ -536,8 +537,7 @@ impl UNet {
             .as_mut()
             .ok_or_else(|| PretrainedError::NoEncoder { path: path.to_owned() })?;
         let mut loaded = 0;
-        for (names, layer) in lite0.named() {
-            let (conv, bn) = names.split_once('|').expect("conv|bn");
+        for (conv, bn, layer) in lite0.named() {
             let mut take = |name: String, shape: &[usize]| {
                 let (s, v) = tensors.remove(&name).ok_or_else(|| PretrainedError::Tensor {
                     path: path.to_owned(),
@@ -561,7 +561,7 @@ impl UNet {
             let [gamma, beta, mean, var] = ["weight", "bias", "running_mean", "running_var"]
                 .map(|f| take(format!("{bn}.{f}"), &[c]));
             let (gamma, beta, mut mean, var) = (gamma?, beta?, mean?, var?);
-            if names.starts_with("_conv_stem") {
+            if conv == "_conv_stem" {
                 // conv_imagenet(x) = conv(input * 0.5 / std) + sum w (0.5 - mean) / std.
                 let per = wshape[2] * wshape[3];
                 for o in 0..c {
@@ -792,8 +792,7 @@ mod tests {
     /// wheel's names.
     fn imagenet_like(model: &mut UNet) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let mut out = Vec::new();
-        for (names, layer) in model.lite0.as_mut().unwrap().named() {
-            let (conv, bn) = names.split_once('|').unwrap();
+        for (conv, bn, layer) in model.lite0.as_mut().unwrap().named() {
             let wshape = layer.conv.weight.dims().to_vec();
             let c = wshape[0];
             let n = out.len() as f32;

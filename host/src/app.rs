@@ -709,7 +709,7 @@ pub fn check_backend(args: &CheckBackendArgs) -> Result<(StepCheck, bool), AppEr
         .with_encoder(encoder(args.encoder));
     let multiple = model.size_multiple();
     if !args.size.is_multiple_of(multiple) {
-        return Err(TrainError::BadSize { size: args.size, multiple, depth: args.depth }.into());
+        return Err(TrainError::BadSize { size: args.size, multiple }.into());
     }
     let check = compare_training_step(&Device::flex(), &candidate, &model, args.size, args.batch)?;
     let agrees = check.agrees(args.tolerance);

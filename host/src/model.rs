@@ -107,7 +107,7 @@ impl UNetConfig {
     fn skip_channels(&self) -> (Vec<usize>, usize) {
         match self.encoder {
             Encoder::Plain => {
-                ((0..self.depth).map(|l| self.channels(l)).collect(), { self.channels(self.depth) })
+                ((0..self.depth).map(|l| self.channels(l)).collect(), self.channels(self.depth))
             }
             Encoder::EfficientNetLite0 => {
                 let mut skips = vec![LITE0_DECODER[0]];

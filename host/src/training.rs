@@ -50,8 +50,8 @@ pub enum TrainError {
     NoTrainingData,
     #[error("no validation samples: use --val DIR or a --val-fraction above 0 with 2+ samples")]
     NoValidationData,
-    #[error("input size {size} is not a multiple of {multiple} (UNet depth {depth})")]
-    BadSize { size: u32, multiple: u32, depth: usize },
+    #[error("input size {size} is not a multiple of {multiple}, the network's downsampling")]
+    BadSize { size: u32, multiple: u32 },
     #[error("the loss became {0} at epoch {1}: lower the learning rate")]
     Diverged(f64, usize),
     #[error(transparent)]
@@ -216,7 +216,7 @@ pub fn train(
     let multiple = config.model.size_multiple();
     for size in [config.preprocess.width, config.preprocess.height] {
         if size % multiple != 0 {
-            return Err(TrainError::BadSize { size, multiple, depth: config.model.depth });
+            return Err(TrainError::BadSize { size, multiple });
         }
     }
     let run = RunDir::new(out);

@@ -183,19 +183,8 @@ fn an_efficientnet_lite0_encoder_exports_and_its_int8_form_agrees_with_f32() {
     // Depthwise and strided convolutions, ReLU6 (Clip) and the residual additions: what the
     // plain UNet does not have.
     let f = fixture();
-    burn_and_tract_agree(&f.lite0, "lite0-f32");
-    let reference = engine(&export("lite0-ref32", &f.lite0, &[]));
-    let flags = int8_flags("qdq");
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let q = engine(&export("lite0-qdq", &f.lite0, &flags));
-    for input in inputs(64) {
-        let a = reference.stage_logits(false, &input).unwrap();
-        let b = q.stage_logits(false, &input).unwrap();
-        let agree = argmax_agreement(&a, &b);
-        eprintln!("lite0 qdq: {agree:.4} of pixels agree with f32");
-        assert!(agree >= 0.99, "{agree}");
-        assert_ne!(a.data, b.data, "int8 must not be the f32 graph");
-    }
+    let reference = burn_and_tract_agree(&f.lite0, "lite0-f32");
+    int8_agrees_with_f32(&reference, &f.lite0, "qdq", "lite0-qdq");
     // The QLinear form covers the plain UNet only, and says so.
     let flags = int8_flags("qlinear");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -203,8 +192,8 @@ fn an_efficientnet_lite0_encoder_exports_and_its_int8_form_agrees_with_f32() {
     assert!(err.contains("qdq"), "{err}");
 }
 
-/// The f32 bundle of `run` computes in tract the logits burn computes.
-fn burn_and_tract_agree(run_dir: &Path, name: &str) {
+/// The f32 bundle of `run` computes in tract the logits burn computes; returns its engine.
+fn burn_and_tract_agree(run_dir: &Path, name: &str) -> Engine {
     let bundle = export(name, run_dir, &[]);
     let engine = engine(&bundle);
     let run = papilla_host::inference::load_run(run_dir, &Device::flex()).unwrap();
@@ -221,6 +210,23 @@ fn burn_and_tract_agree(run_dir: &Path, name: &str) {
         assert!(range > 0.1, "a trained net has spread logits: {range}");
         assert!(diff <= 1e-4 * range, "max |diff| {diff} > 1e-4 x range {range}");
     }
+    engine
+}
+
+/// `run` exported in the int8 `form` picks the f32 `reference`'s class on nearly every pixel,
+/// and is not the f32 graph.
+fn int8_agrees_with_f32(reference: &Engine, run: &Path, form: &str, name: &str) {
+    let flags = int8_flags(form);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let q = engine(&export(name, run, &flags));
+    for input in inputs(64) {
+        let a = reference.stage_logits(false, &input).unwrap();
+        let b = q.stage_logits(false, &input).unwrap();
+        let agree = argmax_agreement(&a, &b);
+        eprintln!("{name}: {agree:.4} of pixels agree with f32");
+        assert!(agree >= 0.99, "{name}: {agree}");
+        assert_ne!(a.data, b.data, "{name}: int8 must not be the f32 graph");
+    }
 }
 
 #[test]
@@ -228,17 +234,7 @@ fn int8_forms_agree_with_f32_on_nearly_every_pixel() {
     let f = fixture();
     let reference = engine(&export("ref32", &f.run, &[]));
     for form in ["qlinear", "qdq"] {
-        let flags = int8_flags(form);
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let q = engine(&export(&format!("int8-{form}"), &f.run, &flags));
-        for input in inputs(64) {
-            let a = reference.stage_logits(false, &input).unwrap();
-            let b = q.stage_logits(false, &input).unwrap();
-            let agree = argmax_agreement(&a, &b);
-            eprintln!("{form}: {agree:.4} of pixels agree with f32");
-            assert!(agree >= 0.99, "{form}: {agree}");
-            assert_ne!(a.data, b.data, "{form}: int8 must not be the f32 graph");
-        }
+        int8_agrees_with_f32(&reference, &f.run, form, &format!("int8-{form}"));
     }
 }
 

@@ -130,7 +130,8 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
             UpsamplingArg::Transpose => Upsampling::ConvTranspose,
             UpsamplingArg::Nearest => Upsampling::Nearest,
         })
-        .with_encoder(encoder(args.encoder));
+        .with_encoder(encoder(args.encoder))
+        .with_anti_alias(args.anti_alias);
     let augment = if args.no_augment {
         AugmentConfig::none()
     } else {
@@ -232,6 +233,9 @@ pub fn train(
         if let Some(side) = args.resize {
             c.preprocess.width = side;
             c.preprocess.height = side;
+        }
+        if args.anti_alias {
+            c.model.anti_alias = true;
         }
         c
     } else {
@@ -706,7 +710,8 @@ pub fn check_backend(args: &CheckBackendArgs) -> Result<(StepCheck, bool), AppEr
     let model = UNetConfig::new()
         .with_depth(args.depth)
         .with_base_channels(args.base_channels)
-        .with_encoder(encoder(args.encoder));
+        .with_encoder(encoder(args.encoder))
+        .with_anti_alias(args.anti_alias);
     let multiple = model.size_multiple();
     if !args.size.is_multiple_of(multiple) {
         return Err(TrainError::BadSize { size: args.size, multiple }.into());

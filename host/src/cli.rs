@@ -73,6 +73,9 @@ pub struct CheckBackendArgs {
     /// The network's encoder, as `train --encoder`.
     #[arg(long, value_enum, default_value_t = EncoderArg::Plain)]
     pub encoder: EncoderArg,
+    /// As `train --anti-alias`.
+    #[arg(long)]
+    pub anti_alias: bool,
     /// Largest relative difference accepted (loss, each gradient's L2 norm, weights, logits).
     /// float32 rounding gives about 1e-3 on deep gradients; a wrong backend, tens of percent.
     #[arg(long, default_value_t = 1e-2)]
@@ -232,6 +235,11 @@ pub struct TrainArgs {
     /// config; a resumed run keeps its own weights.
     #[arg(long, value_name = "FILE.safetensors")]
     pub pretrained: Option<PathBuf>,
+    /// EfficientNet-Lite0: blur before subsampling (its stride-2 layers at stride 1, then a
+    /// fixed 3x3 binomial blur at stride 2), so the vCDR does not move with the pixel grid.
+    /// Given with --resume, it switches a run's encoder over (the weights keep their shapes).
+    #[arg(long)]
+    pub anti_alias: bool,
     /// Turn augmentation off.
     #[arg(long)]
     pub no_augment: bool,

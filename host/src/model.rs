@@ -45,6 +45,12 @@ pub struct UNetConfig {
     /// The encoder: the UNet's own (`depth`, `base_channels`) or EfficientNet-Lite0's.
     #[config(default = "Encoder::Plain")]
     pub encoder: Encoder,
+    /// EfficientNet-Lite0 only: its stride-2 convolutions run at stride 1 and a fixed 3x3
+    /// binomial blur subsamples after their activation (Zhang's anti-aliased CNNs, 2019), so
+    /// the features follow a shift of the photograph instead of aliasing with the pixel grid.
+    /// The weights keep their shapes: a run can switch it on when resumed.
+    #[config(default = false)]
+    pub anti_alias: bool,
 }
 
 /// The network's encoder.
@@ -145,15 +151,28 @@ impl UNetConfig {
                 let c = LITE0_DECODER[0];
                 macs += conv(self.in_channels, c, 3, size) + conv(c, c, 3, size);
                 let mut side = size / 2;
-                macs += conv(self.in_channels, LITE0_STEM, 3, side);
+                // Anti-aliased: a stride-2 layer runs at its input's side, then the 3x3 blur
+                // (one filter per channel) at its output's.
+                let blur = |c: usize, side: usize| (c * 9 * side * side) as f64;
+                if self.anti_alias {
+                    macs += conv(self.in_channels, LITE0_STEM, 3, size) + blur(LITE0_STEM, side);
+                } else {
+                    macs += conv(self.in_channels, LITE0_STEM, 3, side);
+                }
                 for (k, stride, e, cin, cout) in LITE0_BLOCKS {
                     let hidden = cin * e;
                     if e != 1 {
                         macs += conv(cin, hidden, 1, side);
                     }
-                    side /= stride;
                     // Depthwise: one k x k filter per channel.
-                    macs += (hidden * k * k * side * side) as f64;
+                    if self.anti_alias && stride == 2 {
+                        macs += (hidden * k * k * side * side) as f64;
+                        side /= stride;
+                        macs += blur(hidden, side);
+                    } else {
+                        side /= stride;
+                        macs += (hidden * k * k * side * side) as f64;
+                    }
                     macs += conv(hidden, cout, 1, side);
                 }
             }
@@ -189,7 +208,7 @@ impl UNetConfig {
             ),
             Encoder::EfficientNetLite0 => (
                 vec![DoubleConv::new(self.in_channels, LITE0_DECODER[0], self.batch_norm, device)],
-                Some(Lite0::new(self.in_channels, device)),
+                Some(Lite0::new(self.in_channels, self.anti_alias, device)),
             ),
         };
         let (skips, bottom) = self.skip_channels();
@@ -380,8 +399,15 @@ pub struct MbConv {
 }
 
 impl MbConv {
-    fn new((k, stride, e, cin, cout): (usize, usize, usize, usize, usize), d: &Device) -> Self {
+    /// The block of `(k, stride, e, cin, cout)`; anti-aliased, its depthwise convolution runs
+    /// at stride 1 and [`blur_subsample`] follows it.
+    fn new(
+        (k, stride, e, cin, cout): (usize, usize, usize, usize, usize),
+        anti_alias: bool,
+        d: &Device,
+    ) -> Self {
         let hidden = cin * e;
+        let stride = if anti_alias { 1 } else { stride };
         Self {
             expand: (e != 1).then(|| ConvBn::new(cin, hidden, 1, 1, 1, d)),
             depthwise: ConvBn::new(hidden, hidden, k, stride, hidden, d),
@@ -398,12 +424,17 @@ impl MbConv {
         self.depthwise.conv.stride == [1, 1] && cin == cout
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `blur`: the block downsamples and is anti-aliased.
+    fn forward(&self, x: Tensor<4>, blur: bool) -> Tensor<4> {
         let h = match &self.expand {
             Some(e) => e.forward(x.clone(), true),
             None => x.clone(),
         };
-        let h = self.project.forward(self.depthwise.forward(h, true), false);
+        let mut h = self.depthwise.forward(h, true);
+        if blur {
+            h = blur_subsample(h);
+        }
+        let h = self.project.forward(h, false);
         if self.residual() { h + x } else { h }
     }
 }
@@ -416,19 +447,33 @@ pub struct Lite0 {
 }
 
 impl Lite0 {
-    fn new(cin: usize, d: &Device) -> Self {
+    fn new(cin: usize, anti_alias: bool, d: &Device) -> Self {
         Self {
-            stem: ConvBn::new(cin, LITE0_STEM, 3, 2, 1, d),
-            blocks: LITE0_BLOCKS.iter().map(|&b| MbConv::new(b, d)).collect(),
+            stem: ConvBn::new(cin, LITE0_STEM, 3, if anti_alias { 1 } else { 2 }, 1, d),
+            blocks: LITE0_BLOCKS.iter().map(|&b| MbConv::new(b, anti_alias, d)).collect(),
         }
+    }
+
+    /// Anti-aliased: the stem, built at stride 2, runs at stride 1 (and so every downsampling
+    /// block: the option is the whole encoder's).
+    fn anti_aliased(&self) -> bool {
+        self.stem.conv.stride == [1, 1]
+    }
+
+    /// Whether block `i` blurs and subsamples after its depthwise convolution.
+    fn blurs(&self, i: usize) -> bool {
+        self.anti_aliased() && LITE0_BLOCKS[i].1 == 2
     }
 
     /// The features at strides 2, 4, 8, 16 and 32 ([`LITE0_TAPS`]).
     fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         let mut x = self.stem.forward(x, true);
+        if self.anti_aliased() {
+            x = blur_subsample(x);
+        }
         let mut taps = Vec::with_capacity(LITE0_TAPS.len());
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x);
+            x = block.forward(x, self.blurs(i));
             if LITE0_TAPS.contains(&i) {
                 taps.push(x.clone());
             }
@@ -449,6 +494,26 @@ impl Lite0 {
         }
         out
     }
+}
+
+/// The 3x3 binomial filter `[1 2 1]' [1 2 1] / 16` of an anti-aliased subsampling.
+pub const BLUR3: [f32; 9] = [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0];
+
+/// Each channel blurred by [`BLUR3`] (zero padding 1) and taken at every second pixel: half
+/// the side, with what would alias removed first.
+///
+/// # Shapes
+/// - `x`: `[N, C, H, W]` -> `[N, C, ceil(H/2), ceil(W/2)]`
+pub fn blur_subsample(x: Tensor<4>) -> Tensor<4> {
+    let [_, c, _, _] = x.dims();
+    let kernel: Vec<f32> = (0..c).flat_map(|_| BLUR3.map(|v| v / 16.0)).collect();
+    let weight = Tensor::<4>::from_data(TensorData::new(kernel, [c, 1, 3, 3]), &x.device());
+    burn::tensor::module::conv2d(
+        x,
+        weight,
+        None,
+        burn::tensor::ops::ConvOptions::new([2, 2], [1, 1], [1, 1], c),
+    )
 }
 
 /// Why pretrained encoder weights could not be used.
@@ -655,6 +720,9 @@ pub struct MbConvLayers {
 pub struct Lite0Layers {
     pub stem: ConvLayer,
     pub blocks: Vec<MbConvLayers>,
+    /// [`blur_subsample`] after the stem's activation and after each downsampling block's
+    /// depthwise activation (whose convolutions then have stride 1).
+    pub anti_alias: bool,
 }
 
 fn values(t: Tensor<1>) -> Vec<f32> {
@@ -755,6 +823,7 @@ impl UNet {
                         residual: b.residual(),
                     })
                     .collect(),
+                anti_alias: e.anti_aliased(),
             }),
         }
     }
@@ -861,6 +930,51 @@ mod tests {
         std::fs::write(&path, b"\x10\0\0\0\0\0\0\0{not json").unwrap();
         let err = config.init(&device).load_lite0(&path).unwrap_err().to_string();
         assert!(err.contains("not a safetensors file"), "{err}");
+    }
+
+    #[test]
+    fn blur_subsampling_does_not_alias_a_checkerboard() {
+        // Plain subsampling of a one-pixel checkerboard gives all 0 or all 1 depending on where
+        // the grid falls; blurred first, both phases give its mean.
+        let device = Device::flex();
+        let board = |phase: usize| {
+            let v: Vec<f32> =
+                (0..2 * 8 * 8).map(|i| ((i % 8 + (i / 8) % 8 + phase) % 2) as f32).collect();
+            Tensor::<4>::from_data(TensorData::new(v, [1, 2, 8, 8]), &device)
+        };
+        for phase in [0, 1] {
+            let out = blur_subsample(board(phase));
+            assert_eq!(out.dims(), [1, 2, 4, 4]);
+            let v = f32_values(out.into_data());
+            // Interior output pixels (away from the zero padding): exactly the mean.
+            for c in 0..2 {
+                for y in 1..4 {
+                    for x in 1..4 {
+                        let got = v[c * 16 + y * 4 + x];
+                        assert!((got - 0.5).abs() < 1e-6, "phase {phase} ({x}, {y}): {got}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn anti_aliasing_keeps_the_weights_and_costs_0_12_gflop_more() {
+        let device = Device::flex();
+        let plain = UNetConfig::new().with_encoder(Encoder::EfficientNetLite0);
+        let aa = plain.clone().with_anti_alias(true);
+        // By hand: the stem and the four downsampling depthwise layers at their input's side,
+        // and the blurs: 61 M multiply-adds more.
+        let extra = (aa.flops(224) - plain.flops(224)) / 1e9;
+        assert!((0.11..0.13).contains(&extra), "{extra}");
+        // Shapes unchanged: a plain run's weights load into the anti-aliased network.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bpk");
+        plain.init(&device).save_file(&path).unwrap();
+        let model = aa.init(&device).try_load_file(&path).unwrap();
+        assert!(model.lite0.as_ref().unwrap().anti_aliased());
+        let x = Tensor::<4>::zeros([1, 3, 64, 64], &device);
+        assert_eq!(model.forward(x).dims(), [1, 3, 64, 64]);
     }
 
     #[test]

@@ -21,7 +21,9 @@ use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
-use crate::model::{ConvLayer, LITE0_TAPS, UNetLayers, Upsampling};
+use crate::model::{
+    BLUR3, ConvLayer, LITE0_BLOCKS, LITE0_STEM, LITE0_TAPS, UNetLayers, Upsampling,
+};
 
 /// What follows a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,8 +115,18 @@ pub fn build(
             );
         }
         let form = options.form;
+        let aa = lite0.anti_alias;
+        // Anti-aliased, a downsampling layer writes `{name}_full` and the blur `name`, so the
+        // calibrated names are the same either way.
+        let full = |name: &str, blurs: bool| {
+            if blurs { format!("{name}_full") } else { name.to_owned() }
+        };
         let mut e = Act::F32(INPUT.to_owned());
-        e = g.conv_act(e, &lite0.stem, "e_stem", Activation::Relu6, q.as_ref(), form)?;
+        let stem = full("e_stem", aa);
+        e = g.conv_act(e, &lite0.stem, &stem, Activation::Relu6, q.as_ref(), form)?;
+        if aa {
+            e = g.blur_subsample(e, "e_stem", LITE0_STEM, q.as_ref());
+        }
         for (i, b) in lite0.blocks.iter().enumerate() {
             let input = e.clone();
             let mut h = e;
@@ -123,7 +135,12 @@ pub fn build(
                     g.conv_act(h, expand, &format!("e{i}_x"), Activation::Relu6, q.as_ref(), form)?;
             }
             let dw = format!("e{i}_dw");
-            h = g.conv_act(h, &b.depthwise, &dw, Activation::Relu6, q.as_ref(), form)?;
+            let blurs = aa && LITE0_BLOCKS[i].1 == 2;
+            let dw_out = full(&dw, blurs);
+            h = g.conv_act(h, &b.depthwise, &dw_out, Activation::Relu6, q.as_ref(), form)?;
+            if blurs {
+                h = g.blur_subsample(h, &dw, b.depthwise.shape[0], q.as_ref());
+            }
             let out = format!("e{i}");
             e = if b.residual {
                 let p = format!("e{i}_p");
@@ -338,6 +355,23 @@ impl Builder {
             attrs.push(attr_i("group", l.groups as i64));
         }
         attrs
+    }
+
+    /// [`crate::model::blur_subsample`] of `channels` planes as a fixed depthwise convolution
+    /// (f32), `x -> out`.
+    fn blur_subsample(&mut self, x: Act, out: &str, channels: usize, q: Option<&Quant>) -> Act {
+        let xf = self.dequant(x, q);
+        let l = ConvLayer {
+            shape: [channels, 1, 3, 3],
+            weight: (0..channels).flat_map(|_| BLUR3.map(|v| v / 16.0)).collect(),
+            bias: vec![0.0; channels],
+            transpose: false,
+            stride: 2,
+            pad: 1,
+            groups: channels,
+        };
+        self.conv_f32(&xf, &l, out);
+        Act::F32(out.to_owned())
     }
 
     /// A float convolution (or transposed convolution) `x -> out`.

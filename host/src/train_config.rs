@@ -120,6 +120,7 @@ impl TrainingConfig {
             fields.entry("pretrained").or_insert(serde_json::Value::Null);
             if let Some(model) = fields.get_mut("model").and_then(|m| m.as_object_mut()) {
                 model.entry("encoder").or_insert_with(|| serde_json::json!(Encoder::Plain));
+                model.entry("anti_alias").or_insert(serde_json::Value::Bool(false));
             }
         }
         serde_json::from_value(value)
@@ -186,12 +187,14 @@ mod tests {
         // Runs written before the encoder could be chosen: a plain UNet, no pretrained weights.
         let lite0 = UNetConfig::new().with_encoder(Encoder::EfficientNetLite0);
         o.insert("model".into(), serde_json::to_value(lite0).unwrap());
-        assert!(o["model"].as_object_mut().unwrap().remove("encoder").is_some());
+        let model = o["model"].as_object_mut().unwrap();
+        assert!(model.remove("encoder").is_some() && model.remove("anti_alias").is_some());
         o.insert("pretrained".into(), serde_json::json!("x.safetensors"));
         assert!(o.remove("pretrained").is_some());
         let back = TrainingConfig::from_json(&v.to_string()).unwrap();
         assert_eq!((back.loss, back.cycle_start), (LossKind::ClassDice, 0));
         assert_eq!((back.model.encoder, back.pretrained), (Encoder::Plain, None));
+        assert!(!back.model.anti_alias);
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct Fixture {
     second: PathBuf,
     /// Whole-photograph segmenter with the EfficientNet-Lite0 encoder (fresh weights).
     lite0: PathBuf,
+    /// The same, anti-aliased.
+    lite0_aa: PathBuf,
 }
 
 fn cli(args: &[&str]) -> Cmd {
@@ -78,12 +80,13 @@ fn fixture() -> &'static Fixture {
             "0",
         ];
         let dirs: Vec<PathBuf> =
-            ["run", "locator", "second", "lite0"].iter().map(|d| root.join(d)).collect();
+            ["run", "locator", "second", "lite0", "lite0aa"].iter().map(|d| root.join(d)).collect();
         let extras = [
             &[][..],
             &[][..],
             &["--roi-context", "3"][..],
             &["--encoder", "efficientnet-lite0"][..],
+            &["--encoder", "efficientnet-lite0", "--anti-alias"][..],
         ];
         for (dir, extra) in dirs.iter().zip(extras) {
             let mut a =
@@ -99,6 +102,7 @@ fn fixture() -> &'static Fixture {
             locator: dirs[1].clone(),
             second: dirs[2].clone(),
             lite0: dirs[3].clone(),
+            lite0_aa: dirs[4].clone(),
         }
     })
 }
@@ -185,6 +189,9 @@ fn an_efficientnet_lite0_encoder_exports_and_its_int8_form_agrees_with_f32() {
     let f = fixture();
     let reference = burn_and_tract_agree(&f.lite0, "lite0-f32");
     int8_agrees_with_f32(&reference, &f.lite0, "qdq", "lite0-qdq");
+    // Anti-aliased: the blurs are fixed depthwise convolutions in the graph.
+    let reference = burn_and_tract_agree(&f.lite0_aa, "lite0aa-f32");
+    int8_agrees_with_f32(&reference, &f.lite0_aa, "qdq", "lite0aa-qdq");
     // The QLinear form covers the plain UNet only, and says so.
     let flags = int8_flags("qlinear");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -311,6 +318,7 @@ fn exported_onnx_passes_the_onnx_checker_and_onnxruntime_agrees_with_tract() {
     }
     cases.push(("chk-lite0-f32", &f.lite0, Vec::new()));
     cases.push(("chk-lite0-qdq", &f.lite0, int8_flags("qdq")));
+    cases.push(("chk-lite0aa-f32", &f.lite0_aa, Vec::new()));
     for (name, run, flags) in cases {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let bundle = export(name, run, &flags);

@@ -499,6 +499,11 @@ impl Lite0 {
 /// The 3x3 binomial filter `[1 2 1]' [1 2 1] / 16` of an anti-aliased subsampling.
 pub const BLUR3: [f32; 9] = [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0];
 
+/// The `[channels, 1, 3, 3]` depthwise weights of [`blur_subsample`], normalised.
+pub fn blur_weights(channels: usize) -> Vec<f32> {
+    (0..channels).flat_map(|_| BLUR3.map(|v| v / 16.0)).collect()
+}
+
 /// Each channel blurred by [`BLUR3`] (zero padding 1) and taken at every second pixel: half
 /// the side, with what would alias removed first.
 ///
@@ -506,7 +511,7 @@ pub const BLUR3: [f32; 9] = [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0];
 /// - `x`: `[N, C, H, W]` -> `[N, C, ceil(H/2), ceil(W/2)]`
 pub fn blur_subsample(x: Tensor<4>) -> Tensor<4> {
     let [_, c, _, _] = x.dims();
-    let kernel: Vec<f32> = (0..c).flat_map(|_| BLUR3.map(|v| v / 16.0)).collect();
+    let kernel = blur_weights(c);
     let weight = Tensor::<4>::from_data(TensorData::new(kernel, [c, 1, 3, 3]), &x.device());
     burn::tensor::module::conv2d(
         x,

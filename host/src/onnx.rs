@@ -22,7 +22,7 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
 use crate::model::{
-    BLUR3, ConvLayer, LITE0_BLOCKS, LITE0_STEM, LITE0_TAPS, UNetLayers, Upsampling,
+    ConvLayer, LITE0_BLOCKS, LITE0_STEM, LITE0_TAPS, UNetLayers, Upsampling, blur_weights,
 };
 
 /// What follows a convolution.
@@ -363,7 +363,7 @@ impl Builder {
         let xf = self.dequant(x, q);
         let l = ConvLayer {
             shape: [channels, 1, 3, 3],
-            weight: (0..channels).flat_map(|_| BLUR3.map(|v| v / 16.0)).collect(),
+            weight: blur_weights(channels),
             bias: vec![0.0; channels],
             transpose: false,
             stride: 2,

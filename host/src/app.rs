@@ -24,7 +24,7 @@ use crate::model::{Encoder, UNetConfig, Upsampling};
 use crate::onnx::{ActType, Form, WeightScales};
 use crate::progress::{Bar, Progress};
 use crate::report::{self, ReportError};
-use crate::run_dir::{RunDir, RunDirError};
+use crate::run_dir::{HELD_OUT_FILE, RunDir, RunDirError};
 use crate::score::ScoreReport;
 use crate::train_config::{OptimizerKind, TrainingConfig};
 use crate::training::{self, TrainError, TrainOutcome};
@@ -254,6 +254,7 @@ pub fn train(
     } else {
         (samples, load_folders(&val, "test", &config.preprocess, args.threads, progress)?)
     };
+    record_held_out(&run, resuming, &val_set, progress)?;
     progress.note(&format!(
         "training on {} images, validating on {}, {}x{} px, {:.2} GFLOP per image forward",
         train_set.len(),
@@ -265,6 +266,35 @@ pub fn train(
     let watch = training::Watch { interrupt: &interrupt, progress };
     let (out, resume) = (&args.out, args.resume);
     Ok(training::train(&config, &train_set, &val_set, out, &compute, resume, watch)?)
+}
+
+/// Writes the names of the eyes `run` validates on. A resumed run whose data folders changed
+/// draws another split: it keeps only the eyes held out both times (the others were trained on)
+/// and says so.
+fn record_held_out(
+    run: &RunDir,
+    resuming: bool,
+    val_set: &[Sample],
+    progress: &dyn Progress,
+) -> Result<(), AppError> {
+    let mut names: Vec<String> = val_set.iter().map(|s| s.name.clone()).collect();
+    names.sort();
+    if resuming && let Some(before) = run.held_out()? {
+        let now: std::collections::HashSet<&String> = names.iter().collect();
+        let kept: Vec<String> = before.iter().filter(|n| now.contains(n)).cloned().collect();
+        if kept.len() < before.len() || kept.len() < names.len() {
+            progress.note(&format!(
+                "warning: the data folders changed since this run started: {} of the {} eyes it \
+                 validates on now were held out before; {} keeps only those",
+                kept.len(),
+                names.len(),
+                run.file(HELD_OUT_FILE).display()
+            ));
+        }
+        names = kept;
+    }
+    run.create()?;
+    Ok(run.save_held_out(&names)?)
 }
 
 /// A `--model` that is a file is an exported bundle; a folder is a training run.
@@ -338,7 +368,7 @@ fn evaluate_bundle(
     let engine = load_engine(&args.model, 1)?;
     // The run's held-out eyes first: a run that cannot be read fails before the segmentation.
     let keep = match &args.held_out_of {
-        Some(run) => Some((run, held_out_photos(run, args.threads, progress)?)),
+        Some(run) => Some((run, held_out_photos(run, dirs, args, progress)?)),
         None => None,
     };
     let framing = Framing::from_disc_centred(args.disc_centred);
@@ -369,33 +399,58 @@ fn evaluate_bundle(
     Ok((report, samples, masks))
 }
 
-/// The photographs a training run held out for validation (their paths, made canonical).
+/// The photographs a training run held out for validation (their paths, made canonical): the
+/// names it recorded, looked up in `dirs`, or (runs from before they were recorded) its seeded
+/// split drawn again.
 fn held_out_photos(
     run: &Path,
-    threads: usize,
+    dirs: &[PathBuf],
+    args: &EvaluateArgs,
     progress: &dyn Progress,
 ) -> Result<std::collections::HashSet<PathBuf>, AppError> {
-    let config = RunDir::new(run).config()?;
+    let run = RunDir::new(run);
+    if let Some(names) = run.held_out()? {
+        let names: std::collections::HashSet<String> = names.into_iter().collect();
+        let mut keep = std::collections::HashSet::new();
+        for dir in dirs {
+            let folder = data::folder_name(dir);
+            let (pairs, _) = data::scan(dir, args.rimone_split.name())?;
+            let held = pairs.iter().filter(|p| names.contains(&format!("{folder}/{}", p.name)));
+            keep.extend(held.map(|p| canonical(&p.image)));
+        }
+        return Ok(keep);
+    }
+    let config = run.config()?;
     let tiny = PreprocessConfig::square(16);
-    let held_out = held_out_samples(&config, &tiny, threads, progress)?;
+    let held_out = held_out_samples(&run, &config, &tiny, args.threads, progress)?;
     Ok(held_out.iter().map(|s| canonical(&s.image_path)).collect())
 }
 
-/// What a training run validated on: its `--val` folders, or the same seeded split of its
-/// training data again, loaded with `pre`.
+/// What a training run validated on, loaded with `pre`: the eyes it recorded, or (runs from
+/// before they were recorded) its `--val` folders or the same seeded split of its training
+/// data drawn again.
 fn held_out_samples(
+    run: &RunDir,
     config: &TrainingConfig,
     pre: &PreprocessConfig,
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Sample>, AppError> {
-    let folders = |v: &[String]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
-    if config.val.is_empty() {
-        let all = load_folders(&folders(&config.data), "train", pre, threads, progress)?;
-        Ok(data::split_validation(all, config.val_fraction, config.seed).1)
-    } else {
-        load_folders(&folders(&config.val), "test", pre, threads, progress)
-    }
+    let recorded = run.held_out()?;
+    let (folders, split) =
+        if config.val.is_empty() { (&config.data, "train") } else { (&config.val, "test") };
+    let folders: Vec<PathBuf> = folders.iter().map(PathBuf::from).collect();
+    let all = load_folders(&folders, split, pre, threads, progress)?;
+    Ok(match recorded {
+        Some(names) => {
+            let names: std::collections::HashSet<String> = names.into_iter().collect();
+            all.into_iter().filter(|s| names.contains(&s.name)).collect()
+        }
+        None if config.val.is_empty() => {
+            data::split_validation(all, config.val_fraction, config.seed).1
+        }
+        None => all,
+    })
 }
 
 /// A path made absolute with its links resolved, so that two spellings of a file compare
@@ -476,7 +531,8 @@ fn evaluate_run(
     let samples = if !args.data.is_empty() {
         load_folders(&args.data, args.rimone_split.name(), pre, threads, progress)?
     } else {
-        let held_out = held_out_samples(&run.config, pre, threads, progress)?;
+        let dir = RunDir::new(&args.model);
+        let held_out = held_out_samples(&dir, &run.config, pre, threads, progress)?;
         if held_out.is_empty() {
             return Err(AppError::NoEvalData);
         }

@@ -489,6 +489,11 @@ pub fn load_all_with<T: Send>(
     (samples, report)
 }
 
+/// The first part of the names of a data folder's samples ([`Sample::name`]).
+pub fn folder_name(dir: &Path) -> String {
+    dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 /// Scans and loads one data folder; an empty result is an error naming the folder.
 pub fn load_dir(
     dir: &Path,
@@ -510,7 +515,7 @@ pub fn load_dir_with<T: Send>(
     progress: &dyn Progress,
 ) -> Result<(Vec<(Sample, T)>, LoadReport), DataError> {
     let (pairs, skips) = scan(dir, rimone_split)?;
-    let prefix = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let prefix = folder_name(dir);
     progress.begin(Bar::Main, &dir.display().to_string(), pairs.len() as u64);
     let (samples, mut report) =
         load_all_with(&pairs, &prefix, config, threads, with_photo, progress);

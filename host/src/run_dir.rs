@@ -28,6 +28,11 @@ pub const RUN_PAGE: &str = "index.html";
 pub const BEST_MODEL: &str = "model-best.bpk";
 pub const LAST_MODEL: &str = "model-last.bpk";
 pub const LAST_OPTIM: &str = "optim-last.bpk";
+/// The eyes the run validated on and never trained on, one sample name
+/// (`<data folder name>/<stem>`) a line: `evaluate --held-out-of` reads them rather than
+/// drawing the seeded split again, which changes when a data folder gains or loses a photograph
+/// and needs every photograph decoded. Absent in runs written before it was recorded.
+pub const HELD_OUT_FILE: &str = "held-out.txt";
 
 #[derive(Debug, Error)]
 pub enum RunDirError {
@@ -222,6 +227,24 @@ impl RunDir {
     pub fn write_page(&self, html: &str) -> Result<(), RunDirError> {
         let path = self.file(RUN_PAGE);
         files::write_atomic(&path, html.as_bytes(), Durability::Atomic)
+            .map_err(io_err(&path, "cannot write"))
+    }
+
+    /// The run's held-out eye names ([`HELD_OUT_FILE`]); `None` when it has none recorded.
+    pub fn held_out(&self) -> Result<Option<Vec<String>>, RunDirError> {
+        let path = self.file(HELD_OUT_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(io_err(&path, "cannot read the held-out eyes"))?;
+        Ok(Some(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()))
+    }
+
+    pub fn save_held_out(&self, names: &[String]) -> Result<(), RunDirError> {
+        let path = self.file(HELD_OUT_FILE);
+        let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+        files::write_atomic(&path, text.as_bytes(), Durability::Atomic)
             .map_err(io_err(&path, "cannot write"))
     }
 

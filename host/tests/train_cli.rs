@@ -157,6 +157,30 @@ fn a_small_unet_learns_synthetic_discs_and_the_run_can_be_used() {
     };
     assert_eq!(held["n"], 5, "a fifth of 24 held out: {held}");
     assert_eq!(names(&held), names(&own));
+    // The held-out eyes are recorded when the run starts: photographs added to its folder later
+    // (a seeded split drawn again would hold out 6 of 28, others) change neither set.
+    let recorded = std::fs::read_to_string(run.join("held-out.txt")).unwrap();
+    let mut recorded: Vec<String> = recorded.lines().map(str::to_owned).collect();
+    recorded.sort();
+    assert_eq!(recorded, names(&own), "held-out.txt");
+    gamma_folder(root.path(), "train", 4, 24);
+    let later: Value =
+        serde_json::from_str(&ok(&papilla(&[&held_out[..], &["--json"]].concat()))).unwrap();
+    assert_eq!(names(&later), names(&own), "--held-out-of after the folder grew");
+    let own_later: Value =
+        serde_json::from_str(&ok(&papilla(&["evaluate", "--model", run_s, "--json"]))).unwrap();
+    assert_eq!(names(&own_later), names(&own), "the run's own validation after it grew");
+    // A resume then draws another split: it keeps only the eyes held out both times, and says so.
+    let out = papilla(&["train", "--data", train_s, "--out", run_s, "--epochs", "24", "--resume"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    assert!(log.contains("the data folders changed since this run started"), "{log}");
+    let kept = std::fs::read_to_string(run.join("held-out.txt")).unwrap();
+    assert!(kept.lines().all(|n| recorded.iter().any(|r| r == n)), "{kept} within {recorded:?}");
+    for i in 24..28 {
+        std::fs::remove_file(train.join(format!("fundus color images/{i:04}.jpg"))).unwrap();
+        std::fs::remove_file(train.join(format!("Disc_Cup_Masks/{i:04}.bmp"))).unwrap();
+    }
     let (a, b) = (held["disc_dice"].as_f64().unwrap(), own["disc_dice"].as_f64().unwrap());
     assert!((a - b).abs() < 0.01, "bundle {a} and run {b} on the same eyes");
     let bad = papilla(&["evaluate", "--model", bundle_s, "--data", test_s, "--held-out-of", run_s]);

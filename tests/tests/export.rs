@@ -486,6 +486,10 @@ fn host_and_device_store_the_same_mask_for_the_shipped_samples() {
         min_side: papilla_device::config::DEFAULT_DECODE_MIN_SIDE,
         ..DecodeOptions::default()
     };
+    // The segmenter's input side.
+    let stages = &engine.manifest().stages;
+    let segmenter = stages.iter().find(|s| s.role == papilla_shared::bundle::StageRole::Segmenter);
+    let side = segmenter.expect("the shipped model has a segmenter").preprocess.width;
     let agree = |a: &papilla_shared::LabelMap, b: &papilla_shared::LabelMap| {
         let same = a.classes().iter().zip(b.classes()).filter(|(x, y)| x == y).count();
         same as f64 / a.classes().len() as f64
@@ -502,9 +506,20 @@ fn host_and_device_store_the_same_mask_for_the_shipped_samples() {
         assert_eq!(device.mask.dimensions(), host.mask.dimensions(), "{file}");
         let a = agree(&host.mask, &device.mask);
         let dv = (host.measurements.vcdr - device.measurements.vcdr).abs();
+        // The vCDR may differ by one pixel of the segmenter's output over the disc's height:
+        // the two decodes put the crop on different pixel grids, and a network moves its
+        // outline by a fraction of its own pixel when its input grid moves (0.7.0's vCDR moves
+        // by up to 0.017, mean 0.004, when a photograph is shifted by 1-3 px). About 0.009
+        // for these discs (~110 network pixels high); 0.005, the tolerance before, is half one.
+        let roi = host.roi.expect("the shipped model has a locator");
+        let disc_net_px = host.measurements.disc_vertical as f64 * f64::from(side)
+            / f64::from(roi.width.max(roi.height));
+        let tolerance = 1.0 / disc_net_px;
+        eprintln!("{file}: {:.4}% agree, vCDR off by {dv:.4}, tolerance {tolerance:.4}", a * 100.0);
         assert!(
-            a >= 0.999 && dv <= 0.005,
-            "{file}: {:.4}% of pixels agree, vCDR off by {dv:.4}",
+            a >= 0.999 && dv <= tolerance,
+            "{file}: {:.4}% of pixels agree, vCDR off by {dv:.4} (tolerance {tolerance:.4}, \
+             one network pixel of a {disc_net_px:.0} px disc)",
             a * 100.0
         );
         // What the device did before: segment the decode, then enlarge the label map.

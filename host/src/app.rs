@@ -413,10 +413,8 @@ fn held_out_photos(
         let names: std::collections::HashSet<String> = names.into_iter().collect();
         let mut keep = std::collections::HashSet::new();
         for dir in dirs {
-            let folder = data::folder_name(dir);
-            let (pairs, _) = data::scan(dir, args.rimone_split.name())?;
-            let held = pairs.iter().filter(|p| names.contains(&format!("{folder}/{}", p.name)));
-            keep.extend(held.map(|p| canonical(&p.image)));
+            let held = data::named_pairs(dir, args.rimone_split.name(), &names)?;
+            keep.extend(held.iter().map(|p| canonical(&p.image)));
         }
         return Ok(keep);
     }
@@ -436,20 +434,23 @@ fn held_out_samples(
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Sample>, AppError> {
-    let recorded = run.held_out()?;
     let (folders, split) =
         if config.val.is_empty() { (&config.data, "train") } else { (&config.val, "test") };
     let folders: Vec<PathBuf> = folders.iter().map(PathBuf::from).collect();
+    if let Some(names) = run.held_out()? {
+        // Only the recorded eyes are decoded.
+        let names: std::collections::HashSet<String> = names.into_iter().collect();
+        let mut held = Vec::new();
+        for dir in &folders {
+            held.extend(data::load_named(dir, split, &names, pre, threads, progress)?);
+        }
+        return Ok(held);
+    }
     let all = load_folders(&folders, split, pre, threads, progress)?;
-    Ok(match recorded {
-        Some(names) => {
-            let names: std::collections::HashSet<String> = names.into_iter().collect();
-            all.into_iter().filter(|s| names.contains(&s.name)).collect()
-        }
-        None if config.val.is_empty() => {
-            data::split_validation(all, config.val_fraction, config.seed).1
-        }
-        None => all,
+    Ok(if config.val.is_empty() {
+        data::split_validation(all, config.val_fraction, config.seed).1
+    } else {
+        all
     })
 }
 

@@ -494,6 +494,34 @@ pub fn folder_name(dir: &Path) -> String {
     dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// The pairs of a data folder whose sample names ([`Sample::name`]) are in `names`.
+pub fn named_pairs(
+    dir: &Path,
+    rimone_split: &str,
+    names: &std::collections::HashSet<String>,
+) -> Result<Vec<Pair>, DataError> {
+    let folder = folder_name(dir);
+    let (pairs, _) = scan(dir, rimone_split)?;
+    Ok(pairs.into_iter().filter(|p| names.contains(&format!("{folder}/{}", p.name))).collect())
+}
+
+/// Loads only the samples of a data folder named in `names` (the others are not decoded).
+pub fn load_named(
+    dir: &Path,
+    rimone_split: &str,
+    names: &std::collections::HashSet<String>,
+    config: &PreprocessConfig,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Sample>, DataError> {
+    let pairs = named_pairs(dir, rimone_split, names)?;
+    progress.begin(Bar::Main, &dir.display().to_string(), pairs.len() as u64);
+    let (samples, report) =
+        load_all_with(&pairs, &folder_name(dir), config, threads, &|_, _| (), progress);
+    progress.end(Bar::Main, Some(&format!("{}: {}", dir.display(), report.summary())));
+    Ok(samples.into_iter().map(|(s, ())| s).collect())
+}
+
 /// Scans and loads one data folder; an empty result is an error naming the folder.
 pub fn load_dir(
     dir: &Path,

@@ -67,6 +67,12 @@ pub enum Encoder {
     EfficientNetLite0,
 }
 
+/// Whether block `i` of a Lite0 blurs and subsamples after its depthwise convolution: the
+/// downsampling blocks of an anti-aliased one.
+pub fn lite0_blurs(anti_alias: bool, i: usize) -> bool {
+    anti_alias && LITE0_BLOCKS[i].1 == 2
+}
+
 /// EfficientNet-Lite0's MBConv blocks: (kernel, stride, expansion, in, out).
 pub const LITE0_BLOCKS: [(usize, usize, usize, usize, usize); 16] = [
     (3, 1, 1, 32, 16),
@@ -159,13 +165,13 @@ impl UNetConfig {
                 } else {
                     macs += conv(self.in_channels, LITE0_STEM, 3, side);
                 }
-                for (k, stride, e, cin, cout) in LITE0_BLOCKS {
+                for (i, (k, stride, e, cin, cout)) in LITE0_BLOCKS.into_iter().enumerate() {
                     let hidden = cin * e;
                     if e != 1 {
                         macs += conv(cin, hidden, 1, side);
                     }
                     // Depthwise: one k x k filter per channel.
-                    if self.anti_alias && stride == 2 {
+                    if lite0_blurs(self.anti_alias, i) {
                         macs += (hidden * k * k * side * side) as f64;
                         side /= stride;
                         macs += blur(hidden, side);
@@ -462,7 +468,7 @@ impl Lite0 {
 
     /// Whether block `i` blurs and subsamples after its depthwise convolution.
     fn blurs(&self, i: usize) -> bool {
-        self.anti_aliased() && LITE0_BLOCKS[i].1 == 2
+        lite0_blurs(self.anti_aliased(), i)
     }
 
     /// The features at strides 2, 4, 8, 16 and 32 ([`LITE0_TAPS`]).

@@ -22,7 +22,7 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
 use crate::model::{
-    ConvLayer, LITE0_BLOCKS, LITE0_STEM, LITE0_TAPS, UNetLayers, Upsampling, blur_weights,
+    ConvLayer, LITE0_STEM, LITE0_TAPS, UNetLayers, Upsampling, blur_weights, lite0_blurs,
 };
 
 /// What follows a convolution.
@@ -135,7 +135,7 @@ pub fn build(
                     g.conv_act(h, expand, &format!("e{i}_x"), Activation::Relu6, q.as_ref(), form)?;
             }
             let dw = format!("e{i}_dw");
-            let blurs = aa && LITE0_BLOCKS[i].1 == 2;
+            let blurs = lite0_blurs(aa, i);
             let dw_out = full(&dw, blurs);
             h = g.conv_act(h, &b.depthwise, &dw_out, Activation::Relu6, q.as_ref(), form)?;
             if blurs {

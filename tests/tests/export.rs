@@ -515,13 +515,13 @@ fn host_and_device_store_the_same_mask_for_the_shipped_samples() {
         let disc_net_px = host.measurements.disc_vertical as f64 * f64::from(side)
             / f64::from(roi.width.max(roi.height));
         let tolerance = 1.0 / disc_net_px;
-        eprintln!("{file}: {:.4}% agree, vCDR off by {dv:.4}, tolerance {tolerance:.4}", a * 100.0);
-        assert!(
-            a >= 0.999 && dv <= tolerance,
+        let line = format!(
             "{file}: {:.4}% of pixels agree, vCDR off by {dv:.4} (tolerance {tolerance:.4}, \
              one network pixel of a {disc_net_px:.0} px disc)",
             a * 100.0
         );
+        eprintln!("{line}");
+        assert!(a >= 0.999 && dv <= tolerance, "{line}");
         // What the device did before: segment the decode, then enlarge the label map.
         let (w, h) = host.mask.dimensions();
         let enlarged = engine.segment(&device.photo).unwrap().mask.resize_nearest(w, h);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use image::{ImageFormat, RgbImage};
 use papilla_shared::labels::LabelMap;
 use papilla_shared::metrics::Measurements;
-use papilla_shared::runtime::{Engine, Framing, RuntimeError};
+use papilla_shared::runtime::{Engine, Framing, Located, RuntimeError};
 use thiserror::Error;
 
 use crate::camera::Frame;
@@ -50,6 +50,9 @@ pub struct Analysis {
     pub photo: RgbImage,
     /// The original size in pixels.
     pub original: (u32, u32),
+    /// The size of the decode the segmenter cropped from: `photo`'s, or a finer decode's when
+    /// the disc's crop in `photo` was smaller than the segmenter's input.
+    pub segmented: (u32, u32),
     /// The mask shrunk to the decoded size, only to draw the overlay.
     pub mask_decoded: LabelMap,
     /// The cleaned mask at the original size (stored, and measured).
@@ -97,15 +100,27 @@ fn segment_decoded(
     engine: &Engine,
     d: Decoded,
     quality: Quality,
-    name: &Path,
+    frame: &Frame,
+    decode_opts: &DecodeOptions,
     framing: Framing,
 ) -> Result<Analysis, ExamError> {
     let Decoded { photo, original, mut times } = d;
+    let name = frame.name();
+    let model = |source| ExamError::Model { name: name.to_owned(), source };
     // The engine interpolates the scores onto the original size itself: the stored mask and
     // the vCDR are the full photograph's, as the host's are.
-    let seg = engine
-        .segment_framed_at(&photo, framing, original)
-        .map_err(|source| ExamError::Model { name: name.to_owned(), source })?;
+    let (seg, segmented) = if framing == Framing::Fundus {
+        let located = engine.locate(&photo).map_err(model)?;
+        let t = Instant::now();
+        let finer = finer_decode(engine, &located, &photo, original, frame, decode_opts)?;
+        times.decode_ms += ms(t.elapsed());
+        let image = finer.as_ref().unwrap_or(&photo);
+        let seg = engine.segment_located(image, &located, original).map_err(model)?;
+        (seg, image.dimensions())
+    } else {
+        let seg = engine.segment_framed_at(&photo, framing, original).map_err(model)?;
+        (seg, photo.dimensions())
+    };
     times.preprocess_ms = ms(seg.times.preprocess);
     times.inference_ms = ms(seg.times.inference);
     let t = Instant::now();
@@ -117,6 +132,7 @@ fn segment_decoded(
     Ok(Analysis {
         photo,
         original,
+        segmented,
         mask_decoded,
         mask: seg.mask,
         measurements: seg.measurements,
@@ -124,6 +140,34 @@ fn segment_decoded(
         quality,
         times,
     })
+}
+
+/// A finer decode of a JPEG that was decoded scaled down, when the disc's crop in it is
+/// smaller than the segmenter's input: the segmenter then crops from the finer decode, so the
+/// crop is shrunk to the input as on the host (which decodes at full size), never enlarged.
+/// The locator's answer holds for any decode. `None` when the decode is fine enough.
+fn finer_decode(
+    engine: &Engine,
+    located: &Located,
+    photo: &RgbImage,
+    original: (u32, u32),
+    frame: &Frame,
+    opts: &DecodeOptions,
+) -> Result<Option<RgbImage>, ExamError> {
+    let Frame::File { name, bytes } = frame else { return Ok(None) };
+    let (w, h) = photo.dimensions();
+    let Some(crop) = engine.crop_in(located, (w, h)) else { return Ok(None) };
+    let (iw, ih) = engine.segmenter_input();
+    // How much the crop would be enlarged; the decode's shorter side grows by as much.
+    let enlarge =
+        (f64::from(iw) / f64::from(crop.width)).max(f64::from(ih) / f64::from(crop.height));
+    if (w, h) == original || enlarge <= 1.0 {
+        return Ok(None);
+    }
+    let min_side = (f64::from(w.min(h)) * enlarge).ceil() as u32;
+    let finer = decode(bytes, name, &DecodeOptions { min_side, ..*opts })
+        .map_err(|source| ExamError::Photo { name: name.clone(), source })?;
+    Ok(Some(finer.image))
 }
 
 /// Decodes, measures and segments one frame (no gate: `segment` and `bench`).
@@ -135,7 +179,7 @@ pub fn analyse(
 ) -> Result<Analysis, ExamError> {
     let mut d = decode_frame(frame, decode_opts)?;
     let q = measure_quality(&mut d);
-    segment_decoded(engine, d, q, frame.name(), framing)
+    segment_decoded(engine, d, q, frame, decode_opts, framing)
 }
 
 /// Encodes an image into memory.
@@ -241,7 +285,7 @@ pub fn run<'f>(
     if let Some(reason) = opts.gate.and_then(|g| quality.refusal(g)) {
         return Err(ExamError::Refused(reason));
     }
-    let mut a = segment_decoded(engine, decoded, quality, frame.name(), opts.framing)?;
+    let mut a = segment_decoded(engine, decoded, quality, frame, &opts.decode, opts.framing)?;
     if opts.gate.is_some() && !a.disc_found {
         return Err(ExamError::Refused("no optic disc found".into()));
     }

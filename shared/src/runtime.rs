@@ -235,6 +235,15 @@ impl std::fmt::Debug for LoadedStage {
     }
 }
 
+/// Where the locator found the disc in a whole photograph ([`Engine::locate`]), independent of
+/// the decode's size.
+#[derive(Clone, Debug)]
+pub struct Located {
+    /// The locator's classes on a small map of the photograph; `None` without a locator.
+    map: Option<LabelMap>,
+    times: StageTimes,
+}
+
 /// A verified bundle ready to segment photographs.
 #[derive(Debug)]
 pub struct Engine {
@@ -410,30 +419,20 @@ impl Engine {
         image: &RgbImage,
         size: (u32, u32),
     ) -> Result<Segmentation, RuntimeError> {
-        let mut times = StageTimes::default();
-        let mut roi = None;
-        if let Some(loc) = &self.locator {
-            match self.locate(loc, image, &mut times)? {
-                Some(r) => roi = Some(r),
-                None => return Ok(finish(Placed::empty(size), None, times)),
-            }
-        }
-        let mask = self.run_stage(&self.segmenter, image, roi, size, &mut times)?;
-        let fitted = self.fit(mask, &mut times);
-        Ok(finish(fitted, roi, times))
+        let located = self.locate(image)?;
+        self.segment_located(image, &located, size)
     }
 
-    /// The segmenter's crop around the disc the locator finds, or `None` without a disc. The
-    /// locator's scores are post-processed on a map of the photograph no larger than four
-    /// times the locator's input (all of it for REFUGE's 512 px images): only the disc's box
-    /// is needed, and a full-size map of a 12-megapixel frame would cost more than the model.
-    fn locate(
-        &self,
-        loc: &LoadedStage,
-        image: &RgbImage,
-        times: &mut StageTimes,
-    ) -> Result<Option<Rect>, RuntimeError> {
-        let (out, geometry) = self.infer(loc, image, None, times)?;
+    /// The locator's answer for a whole photograph (nothing to do for a bundle without one),
+    /// to be cropped from this decode or from a finer one ([`Engine::crop_in`],
+    /// [`Engine::segment_located`]). The locator's scores are post-processed on a map of the
+    /// photograph no larger than four times the locator's input (all of it for REFUGE's 512 px
+    /// images): only the disc's box is needed, and a full-size map of a 12-megapixel frame
+    /// would cost more than the model.
+    pub fn locate(&self, image: &RgbImage) -> Result<Located, RuntimeError> {
+        let mut times = StageTimes::default();
+        let Some(loc) = &self.locator else { return Ok(Located { map: None, times }) };
+        let (out, geometry) = self.infer(loc, image, None, &mut times)?;
         let t = Instant::now();
         let (w, h) = image.dimensions();
         let limit = 4 * geometry.network.0.max(geometry.network.1);
@@ -442,10 +441,46 @@ impl Engine {
         let (sw, sh) = (small(w), small(h));
         let map_geometry = Geometry { original: (sw, sh), crop: Rect::full(sw, sh), ..geometry };
         let map = postprocess(&out.data, &out.shape, &loc.stage.output, &map_geometry)?;
-        let policy = self.segmenter.stage.preprocess.roi.expect("checked in new");
-        let roi = policy.crop_for_scaled(&map, w, h);
         times.postprocess += t.elapsed();
-        Ok(roi)
+        Ok(Located { map: Some(map), times })
+    }
+
+    /// The segmenter's crop around the located disc in a `width`x`height` decode of the
+    /// photograph; `None` without a locator or without a disc.
+    pub fn crop_in(&self, located: &Located, (width, height): (u32, u32)) -> Option<Rect> {
+        let policy = self.segmenter.stage.preprocess.roi.expect("checked in new");
+        policy.crop_for_scaled(located.map.as_ref()?, width, height)
+    }
+
+    /// The segmenter's input, width and height in pixels: a crop smaller than this is enlarged.
+    pub fn segmenter_input(&self) -> (u32, u32) {
+        let pre = &self.segmenter.stage.preprocess;
+        (pre.width, pre.height)
+    }
+
+    /// The segmenter on the crop `located` gives in `image` (any decode of the photograph,
+    /// not necessarily the one located on), the mask at `size` as in
+    /// [`Engine::segment_framed_at`].
+    pub fn segment_located(
+        &self,
+        image: &RgbImage,
+        located: &Located,
+        size: (u32, u32),
+    ) -> Result<Segmentation, RuntimeError> {
+        if size.0 == 0 || size.1 == 0 || image.width() == 0 || image.height() == 0 {
+            return Err(RuntimeError::Framing("the photograph is empty".into()));
+        }
+        let mut times = located.times;
+        let roi = match &located.map {
+            None => None,
+            Some(_) => match self.crop_in(located, image.dimensions()) {
+                Some(r) => Some(r),
+                None => return Ok(finish(Placed::empty(size), None, times)),
+            },
+        };
+        let mask = self.run_stage(&self.segmenter, image, roi, size, &mut times)?;
+        let fitted = self.fit(mask, &mut times);
+        Ok(finish(fitted, roi, times))
     }
 
     /// The segmenter's mask on the photograph, at `size` (the photograph's full size, of

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Packs what a lent GPU machine needs to train the default model into one folder that the device
 # tool can carry (64 MiB with the working tree, no registries there): the Vulkan build of
-# `papilla` gzipped, libvulkan.so.1 beside it, and compact copies of GAMMA-layout training folders
-# (photographs as JPEG, masks as 8-bit PNG: a 512 px BMP mask is 263 KB, its PNG 2-4 KB).
+# `papilla` gzipped, libvulkan.so.1 beside it, the segmenter's ImageNet EfficientNet-Lite0
+# weights (12 MB) and compact copies of GAMMA-layout training folders (photographs as JPEG,
+# masks as 8-bit PNG: a 512 px BMP mask is 263 KB, its PNG 2-4 KB).
 # Refuses, before the run, a pack that would not fit beside the working tree.
 #
 #   cargo build --release -p papilla-host --features gpu      # the Vulkan build (~20 min)
@@ -11,6 +12,9 @@
 # Environment: PAPILLA_BIN  the binary to carry (default: the release build in the target dir)
 #              LIBVULKAN    libvulkan.so.1 to carry (default: the system's; `none` to skip)
 #              BUDGET_MIB   what the device tool carries in all (default 64)
+#              LITE0_WEIGHTS  the weights to carry (default: scripts/fetch-efficientnet-lite0.py's
+#                           file, downloaded once; `none`: carry none, the kit then trains the
+#                           encoder from fresh weights, for tests of the kit only)
 # Only GAMMA layouts (`fundus color images/` + `Disc_Cup_Masks/`); never a test split, never
 # Drishti-GS1. Needs python3 with Pillow.
 set -euo pipefail
@@ -25,7 +29,7 @@ folders=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) folders+=("$1"); shift ;;
   esac
 done
@@ -49,6 +53,8 @@ rm -rf "$out.partial"
 mkdir -p "$out.partial/lib" "$out.partial/data"
 gzip -9 -c "$bin" > "$out.partial/papilla.gz"
 [ "$vulkan" = none ] || cp -L "$vulkan" "$out.partial/lib/libvulkan.so.1"
+weights="${LITE0_WEIGHTS:-$(python3 "$repo/scripts/fetch-efficientnet-lite0.py")}"
+[ "$weights" = none ] || cp "$weights" "$out.partial/efficientnet-lite0.safetensors"
 for f in "${folders[@]}"; do
   # parent/name, as the recipe reads it: ../data/refuge512/train -> data/refuge512/train
   abs="$(cd "$f" && pwd)"
@@ -93,6 +99,7 @@ budget=$(( ${BUDGET_MIB:-64} * 1024 * 1024 ))
   echo "papilla gpu pack, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "binary: $bin ($(stat -c %s "$bin") bytes, gzipped $(stat -c %s "$out.partial/papilla.gz"))"
   echo "libvulkan: $vulkan"
+  echo "efficientnet-lite0: $weights"
   for f in "${folders[@]}"; do echo "data: $f"; done
   echo "pack_bytes: $pack"
   echo "tree_bytes: $tree"

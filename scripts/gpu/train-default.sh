@@ -4,10 +4,11 @@
 #
 #   probe.txt            scripts/gpu/probe.sh's findings and the road it chose
 #   check-*.json         one training step on the backend against flex, at each stage's real
-#                        input size (128 px locator, 176 and 224 px segmenter), gradients included
-#   runs/loc128/, runs/seg224v/      config, state (backend, device, threads), metrics, curves,
-#                        model-best.bpk and model-last.bpk (optimiser states and intermediate
-#                        cycles stay behind: they are large and only needed to resume there)
+#                        input size and network (128 px plain locator, 224 px anti-aliased
+#                        EfficientNet-Lite0 segmenter), gradients included
+#   runs/loc128/, runs/lite0/      config, state (backend, device, threads), metrics, curves,
+#                        model-best.bpk and model-last.bpk (optimiser states stay behind: they
+#                        are large and only needed to resume there)
 #   summary.txt          seconds per epoch of each stage, and how the run ended
 #
 # It refuses to train when the probe finds no NVIDIA Vulkan driver (BACKEND=wgpu) or when the
@@ -17,7 +18,7 @@
 #   OUT=/some/dir scripts/gpu/train-default.sh gpu-pack
 #
 # Environment: OUT (default ./gpu-out; the device tool sets it), BACKEND (wgpu; cpu or tch to
-# test the kit without a GPU), SMOKE=1 (1-4 epochs a stage), TOLERANCE (of the step check, 1e-2).
+# test the kit without a GPU), SMOKE=1 (1 and 3 epochs a stage), TOLERANCE (of the step check, 1e-2).
 # Exit codes: 0 trained, 3 no usable GPU road (probe.txt says why), 4 the step check differs,
 # other: a training stage failed (its log is in OUT).
 set -uo pipefail
@@ -46,14 +47,14 @@ gunzip -c "$pack/papilla.gz" > "$work/papilla" && chmod +x "$work/papilla" || { 
 export LD_LIBRARY_PATH="$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 PAPILLA="$work/papilla"
 
-# The step check at each stage's input size and width, as the recipe trains them.
-for stage in "128 8" "176 12" "224 12"; do
+# The step check at each stage's input size and network, as the recipe trains them.
+for stage in "128 plain" "224 efficientnet-lite0 --anti-alias"; do
   set -- $stage
   start=$(date +%s)
-  "$PAPILLA" check-backend --backend "$BACKEND" --size "$1" --base-channels "$2" --batch 4 \
-    --tolerance "${TOLERANCE:-1e-2}" --json > "$OUT/check-$1.json" 2>> "$OUT/check.log"
+  "$PAPILLA" check-backend --backend "$BACKEND" --size "$1" --base-channels 8 --encoder "$2" ${3:-} \
+    --batch 4 --tolerance "${TOLERANCE:-1e-2}" --json > "$OUT/check-$1.json" 2>> "$OUT/check.log"
   rc=$?
-  log "step check at $1 px, base $2: exit $rc in $(( $(date +%s) - start )) s ($(tr -d '\n ' < "$OUT/check-$1.json" | cut -c1-200))"
+  log "step check at $1 px, $2: exit $rc in $(( $(date +%s) - start )) s ($(tr -d '\n ' < "$OUT/check-$1.json" | cut -c1-200))"
   if [ "$rc" -ne 0 ]; then
     log "refused: one training step on $BACKEND differs from flex at $1 px (or the check failed); no weights trained here are trusted"
     exit 4
@@ -61,18 +62,20 @@ for stage in "128 8" "176 12" "224 12"; do
 done
 
 start=$(date +%s)
-PAPILLA="$PAPILLA" BACKEND="$BACKEND" ONLY_TRAIN=1 SMOKE="${SMOKE:-}" \
+weights="$pack/efficientnet-lite0.safetensors"
+[ -f "$weights" ] || { log "no ImageNet weights in the pack: the encoder starts from fresh weights"; weights=none; }
+PAPILLA="$PAPILLA" BACKEND="$BACKEND" ONLY_TRAIN=1 SMOKE="${SMOKE:-}" LITE0_WEIGHTS="$weights" \
   bash "$repo/scripts/train-default-model.sh" "$pack/data" "$work/runs" > "$OUT/train.log" 2>&1
 rc=$?
 log "training: exit $rc after $(( $(date +%s) - start )) s (log: train.log)"
-for run in loc128 seg3 seg3b seg3v seg224v; do
+for run in loc128 lite0; do
   m="$work/runs/$run/metrics.csv"
   [ -f "$m" ] || continue
   # metrics.csv: epoch,lr,train_loss,val_disc_dice,val_cup_dice,val_vcdr_mae,score,seconds,images_per_s
   log "$run: $(awk -F, 'NR > 1 {n++; s += $8; ips += $9; last = $0} END {if (n) printf "%d epochs, %.1f s/epoch, %.1f img/s; last: %s", n, s / n, ips / n, last}' "$m")"
 done
 mkdir -p "$OUT/runs"
-for run in loc128 seg224v; do
+for run in loc128 lite0; do
   [ -d "$work/runs/$run" ] || continue
   mkdir -p "$OUT/runs/$run"
   for f in config.json state.json metrics.csv curves.png model-best.bpk model-last.bpk; do

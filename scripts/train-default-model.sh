@@ -8,7 +8,7 @@
 # (`evaluate --held-out-of`; never a test split), exports the int8 bundle (signed when SIGN_KEY
 # is set), and scores it on the test splits. DATA is the folder written by `../shared/data/extract.sh refuge ...`
 # (DATA/refuge512), `... rimone ...` (DATA/rimone-dl) and `... zeiss ...` (DATA/refuge-zeiss).
-# 0.8.0 was trained with BACKEND=tch (a `--features tch` build): about 85 min of training on 2
+# 0.8.0 was trained with BACKEND=tch (a `--features tch` build): about 72 min of training on 2
 # idle CPU cores (flex: several hours, and other initial weights, since each backend draws its
 # own). Ctrl-C saves a checkpoint, and the same train command with --resume continues.
 #

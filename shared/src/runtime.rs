@@ -448,8 +448,10 @@ impl Engine {
     /// The segmenter's crop around the located disc in a `width`x`height` decode of the
     /// photograph; `None` without a locator or without a disc.
     pub fn crop_in(&self, located: &Located, (width, height): (u32, u32)) -> Option<Rect> {
-        let policy = self.segmenter.stage.preprocess.roi.expect("checked in new");
-        policy.crop_for_scaled(located.map.as_ref()?, width, height)
+        let map = located.map.as_ref()?;
+        // A bundle with a locator has a crop policy (checked in `new`).
+        let policy = self.segmenter.stage.preprocess.roi?;
+        policy.crop_for_scaled(map, width, height)
     }
 
     /// The segmenter's input, width and height in pixels: a crop smaller than this is enlarged.

@@ -535,6 +535,25 @@ fn host_and_device_store_the_same_mask_for_the_shipped_samples() {
     }
 }
 
+/// The device's finer decode needs a locator's crop: a whole-photograph bundle (no locator) on
+/// a JPEG the device decodes scaled down segments that decode, as before, and does not panic.
+#[test]
+fn a_bundle_without_a_locator_segments_the_scaled_decode_on_the_device() {
+    use papilla_device::camera::Frame;
+    use papilla_device::photo::DecodeOptions;
+    let f = fixture();
+    let engine = engine(&export("device-one-stage", &f.run, &[]));
+    let photo = generate(&SynthParams::random(384, 384, 31)).image;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(photo).write_to(&mut bytes, image::ImageFormat::Jpeg).unwrap();
+    let frame = Frame::File { name: "one-stage.jpg".into(), bytes: bytes.into_inner() };
+    let opts = DecodeOptions { min_side: 96, ..DecodeOptions::default() };
+    let a = papilla_device::exam::analyse(&engine, &frame, &opts, Framing::Fundus).unwrap();
+    assert_eq!((a.photo.dimensions(), a.segmented), ((96, 96), (96, 96)), "1/4 decode, no finer");
+    let direct = engine.segment_framed_at(&a.photo, Framing::Fundus, (384, 384)).unwrap();
+    assert_eq!(a.mask, direct.mask);
+}
+
 #[test]
 fn a_disc_centred_crop_of_a_shipped_sample_gives_the_same_disc() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -156,12 +156,15 @@ fn finer_decode(
 ) -> Result<Option<RgbImage>, ExamError> {
     let Frame::File { name, bytes } = frame else { return Ok(None) };
     let (w, h) = photo.dimensions();
+    if (w, h) == original {
+        return Ok(None);
+    }
     let Some(crop) = engine.crop_in(located, (w, h)) else { return Ok(None) };
     let (iw, ih) = engine.segmenter_input();
     // How much the crop would be enlarged; the decode's shorter side grows by as much.
     let enlarge =
         (f64::from(iw) / f64::from(crop.width)).max(f64::from(ih) / f64::from(crop.height));
-    if (w, h) == original || enlarge <= 1.0 {
+    if enlarge <= 1.0 {
         return Ok(None);
     }
     let min_side = (f64::from(w.min(h)) * enlarge).ceil() as u32;

@@ -257,6 +257,9 @@ fn fold_constant_dequantization(
     if folded.is_empty() {
         return Ok(());
     }
+    // The folded nodes' inputs, dropped below unless something else still reads them.
+    let inputs: std::collections::HashSet<String> =
+        folded.iter().flat_map(|(i, _)| graph.node[*i].input.iter().cloned()).collect();
     let mut next = folded.iter().map(|(i, _)| *i).peekable();
     let mut i = 0;
     graph.node.retain(|_| {
@@ -265,13 +268,15 @@ fn fold_constant_dequantization(
         !fold
     });
     graph.initializer.extend(folded.into_iter().map(|(_, t)| t));
-    let read: std::collections::HashSet<String> = graph
+    let read: std::collections::HashSet<&str> = graph
         .node
         .iter()
-        .flat_map(|n| n.input.iter().cloned())
-        .chain(graph.output.iter().map(|o| o.name.clone()))
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .chain(graph.input.iter().chain(&graph.output).map(|v| v.name.as_str()))
         .collect();
-    graph.initializer.retain(|t| read.contains(&t.name));
+    let unread: std::collections::HashSet<String> =
+        inputs.into_iter().filter(|n| !read.contains(n.as_str())).collect();
+    graph.initializer.retain(|t| !unread.contains(&t.name));
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The GPU kit (scripts/gpu) as far as a CPU can test it: the probe's road decision, the pack
-//! and its size check, and the training script end to end on the CPU backend with 1-4 epochs.
+//! and its size check, and the training script end to end on the CPU backend with 1 and 3 epochs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -486,10 +486,7 @@ fn host_and_device_store_the_same_mask_for_the_shipped_samples() {
         min_side: papilla_device::config::DEFAULT_DECODE_MIN_SIDE,
         ..DecodeOptions::default()
     };
-    // The segmenter's input side.
-    let stages = &engine.manifest().stages;
-    let segmenter = stages.iter().find(|s| s.role == papilla_shared::bundle::StageRole::Segmenter);
-    let side = segmenter.expect("the shipped model has a segmenter").preprocess.width;
+    let side = engine.segmenter_input().0;
     let agree = |a: &papilla_shared::LabelMap, b: &papilla_shared::LabelMap| {
         let same = a.classes().iter().zip(b.classes()).filter(|(x, y)| x == y).count();
         same as f64 / a.classes().len() as f64

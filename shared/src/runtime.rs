@@ -861,6 +861,23 @@ mod tests {
             let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
             assert_eq!(inits, ["wf"], "the int8 weights, scale and zero point are dropped");
         }
+        // A folded node's input that something else still reads stays: the scale read by
+        // another node, the zero point as a graph input's default value.
+        let (onnx, _) = dequantize_graph(&[0.037], &[3], None);
+        let framework = tract_onnx::onnx();
+        let mut proto = framework.proto_model_for_read(&mut std::io::Cursor::new(&onnx)).unwrap();
+        let graph = proto.graph.as_mut().unwrap();
+        let reader = pb::NodeProto {
+            op_type: "Identity".into(),
+            input: vec!["s".into()],
+            output: vec!["s2".into()],
+            ..Default::default()
+        };
+        graph.node.push(reader);
+        graph.input.push(pb::ValueInfoProto { name: "z".into(), ..Default::default() });
+        fold_constant_dequantization(&framework, graph).unwrap();
+        let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(inits, ["s", "z", "wf"], "only the int8 weights, read by nothing else, go");
         // A per-channel scale that does not match the axis is an error, not a guess.
         let (onnx, _) = dequantize_graph(&[0.5, 0.25], &[0, 0], Some(1));
         let err = Graph::load(&onnx, [1, 3, 2, 2], "t").unwrap_err().to_string();

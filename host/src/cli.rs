@@ -46,6 +46,12 @@ pub enum Command {
     /// Example: `papilla export --checkpoint runs/seg --locator runs/loc --out m.papilla --int8
     /// --calibration ../data/refuge512/train --sign keys/papilla`
     Export(Box<ExportArgs>),
+    /// Average the weights of a run's last epochs into a new run (a "model soup" along one
+    /// trajectory); then `papilla train --out OUT --resume --epochs E+1 --restart-lr 0`
+    /// re-estimates its BatchNorm statistics. Needs `--checkpoint-every 1` checkpoints.
+    ///
+    /// Example: `papilla average --run runs/lite0 --last 4 --out runs/lite0-avg`
+    Average(AverageArgs),
     /// Make an ed25519 key pair for `papilla export --sign` (KEY secret, KEY.pub public).
     Keygen(KeygenArgs),
     /// Check one training step on a backend against the same step on flex (loss, every
@@ -532,6 +538,19 @@ pub struct ExportArgs {
     /// Threads for tract during calibration and checks.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AverageArgs {
+    /// The trained run whose numbered epoch checkpoints (model-epoch-NNNN.bpk) are averaged.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// How many of its last epochs (4: epochs 9-12 of a 12-epoch run).
+    #[arg(long, value_name = "N")]
+    pub last: usize,
+    /// The new run to write (must not hold a run yet).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod augment;
+pub mod average;
 pub mod backend;
 pub mod charts;
 pub mod cli;

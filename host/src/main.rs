@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::Parser;
 use papilla_host::cli::{
-    CheckBackendArgs, Cli, Command, EvaluateArgs, ExportArgs, KeygenArgs, PredictArgs, ScoreArgs,
-    SynthArgs, TrainArgs,
+    AverageArgs, CheckBackendArgs, Cli, Command, EvaluateArgs, ExportArgs, KeygenArgs, PredictArgs,
+    ScoreArgs, SynthArgs, TrainArgs,
 };
 use papilla_host::score::ScoreReport;
 
@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict(args),
         Command::Synth(args) => synth(args),
         Command::Export(args) => export(*args),
+        Command::Average(args) => average(args),
         Command::Keygen(args) => keygen(args),
         Command::CheckBackend(args) => check_backend(args),
     };
@@ -140,6 +141,20 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     for p in r.onnx {
         println!("onnx: {}", p.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn average(args: AverageArgs) -> anyhow::Result<ExitCode> {
+    let device = burn::tensor::Device::flex();
+    let done = papilla_host::average::average_last(&args.run, args.last, &args.out, &device)?;
+    let (first, last) = (done.epochs[0], done.epochs[done.epochs.len() - 1]);
+    println!(
+        "{}: epochs {first}-{last} of {} averaged ({} tensors, {} values)",
+        args.out.display(),
+        args.run.display(),
+        done.tensors,
+        done.values
+    );
     Ok(ExitCode::SUCCESS)
 }
 

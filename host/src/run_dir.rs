@@ -179,9 +179,19 @@ impl RunDir {
         save_model(model, &self.file(BEST_MODEL))
     }
 
+    /// Saves `model` as the last checkpoint's model (what `--resume` continues from).
+    pub fn save_last_model(&self, model: &UNet) -> Result<(), RunDirError> {
+        save_model(model, &self.file(LAST_MODEL))
+    }
+
+    /// The numbered checkpoint of `epoch` (`--checkpoint-every`).
+    pub fn epoch_checkpoint(&self, epoch: usize) -> PathBuf {
+        self.file(&format!("model-epoch-{epoch:04}.bpk"))
+    }
+
     /// Keeps `model` as the numbered checkpoint of `epoch`.
     pub fn save_numbered(&self, model: &UNet, epoch: usize) -> Result<(), RunDirError> {
-        save_model(model, &self.file(&format!("model-epoch-{epoch:04}.bpk")))
+        save_model(model, &self.epoch_checkpoint(epoch))
     }
 
     /// Saves model, optimiser and state; the state goes last, so a crash in between leaves

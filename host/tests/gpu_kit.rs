@@ -131,7 +131,12 @@ fn the_kit_packs_checks_and_trains_the_default_recipe_on_the_cpu() {
         assert_eq!(check["size"].to_string(), size);
         assert_eq!(check["worst_gradient_rel"], 0.0, "flex against flex: {check}");
     }
-    for f in ["loc128/model-last.bpk", "lite0/model-best.bpk", "lite0/curves.png"] {
+    for f in [
+        "loc128/model-last.bpk",
+        "lite0/model-best.bpk",
+        "lite0/curves.png",
+        "lite0-avg/model-best.bpk",
+    ] {
         assert!(cpu_out.join("runs").join(f).is_file(), "{f}");
     }
     assert!(!cpu_out.join("runs/lite0/optim-last.bpk").exists(), "optimiser state stays");
@@ -141,6 +146,12 @@ fn the_kit_packs_checks_and_trains_the_default_recipe_on_the_cpu() {
     .unwrap();
     assert_eq!(state["epoch"], 3, "the recipe's segmenter cycle (SMOKE: 3 epochs): {state}");
     assert_eq!(state["hardware"][0]["backend"], "flex");
+    // The shipped segmenter: the cycle's last epochs averaged, then one epoch at lr 0.
+    let avg: Value = serde_json::from_str(
+        &std::fs::read_to_string(cpu_out.join("runs/lite0-avg/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(avg["epoch"], 4, "SMOKE: 3 epochs, then BatchNorm re-estimated: {avg}");
     let summary = std::fs::read_to_string(cpu_out.join("summary.txt")).unwrap();
     assert!(summary.contains("lite0: 3 epochs"), "{summary}");
     assert!(summary.contains("no ImageNet weights in the pack"), "{summary}");

@@ -6,9 +6,11 @@
 #   check-*.json         one training step on the backend against flex, at each stage's real
 #                        input size and network (128 px plain locator, 224 px anti-aliased
 #                        EfficientNet-Lite0 segmenter), gradients included
-#   runs/loc128/, runs/lite0/      config, state (backend, device, threads), metrics, curves,
-#                        model-best.bpk and model-last.bpk (optimiser states stay behind: they
-#                        are large and only needed to resume there)
+#   runs/loc128/, runs/lite0/, runs/lite0-avg/   config, state (backend, device, threads),
+#                        metrics, curves, model-best.bpk and model-last.bpk (optimiser states and
+#                        the epoch checkpoints stay behind: they are large); lite0-avg, the
+#                        segmenter's last epochs averaged with BatchNorm re-estimated, is the one
+#                        that ships
 #   summary.txt          seconds per epoch of each stage, and how the run ended
 #
 # It refuses to train when the probe finds no NVIDIA Vulkan driver (BACKEND=wgpu) or when the
@@ -68,14 +70,14 @@ PAPILLA="$PAPILLA" BACKEND="$BACKEND" ONLY_TRAIN=1 SMOKE="${SMOKE:-}" LITE0_WEIG
   bash "$repo/scripts/train-default-model.sh" "$pack/data" "$work/runs" > "$OUT/train.log" 2>&1
 rc=$?
 log "training: exit $rc after $(( $(date +%s) - start )) s (log: train.log)"
-for run in loc128 lite0; do
+for run in loc128 lite0 lite0-avg; do
   m="$work/runs/$run/metrics.csv"
   [ -f "$m" ] || continue
   # metrics.csv: epoch,lr,train_loss,val_disc_dice,val_cup_dice,val_vcdr_mae,score,seconds,images_per_s
   log "$run: $(awk -F, 'NR > 1 {n++; s += $8; ips += $9; last = $0} END {if (n) printf "%d epochs, %.1f s/epoch, %.1f img/s; last: %s", n, s / n, ips / n, last}' "$m")"
 done
 mkdir -p "$OUT/runs"
-for run in loc128 lite0; do
+for run in loc128 lite0 lite0-avg; do
   [ -d "$work/runs/$run" ] || continue
   mkdir -p "$OUT/runs/$run"
   for f in config.json state.json metrics.csv curves.png model-best.bpk model-last.bpk; do

@@ -22,8 +22,8 @@ pub enum AverageError {
     Run(#[from] RunDirError),
     #[error("{}: no completed epoch to average", .0.display())]
     NoEpochs(PathBuf),
-    #[error("--last {last}: the run has {epochs} completed epochs; average 1 to {epochs} of them")]
-    Count { last: usize, epochs: usize },
+    #[error("{}: --last {last}, but the run has {epochs} completed epochs; average 1 to {epochs} of them", run.display())]
+    Count { run: PathBuf, last: usize, epochs: usize },
     #[error(
         "{}: no checkpoint of epoch {epoch} (train with --checkpoint-every 1 to keep every epoch's)",
         path.display()
@@ -66,7 +66,7 @@ pub fn average_last(
         return Err(AverageError::NoEpochs(run.to_owned()));
     }
     if last == 0 || last > epochs {
-        return Err(AverageError::Count { last, epochs });
+        return Err(AverageError::Count { run: run.to_owned(), last, epochs });
     }
     let dst = RunDir::new(out);
     if dst.has_config() {
@@ -250,7 +250,10 @@ mod tests {
         let e = average_last(&run, 3, &dir.path().join("o1"), &Device::flex()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--last 3: the run has 2 completed epochs; average 1 to 2 of them"
+            format!(
+                "{}: --last 3, but the run has 2 completed epochs; average 1 to 2 of them",
+                run.display()
+            )
         );
         std::fs::remove_file(run.join("model-epoch-0001.bpk")).unwrap();
         let e = average_last(&run, 2, &dir.path().join("o2"), &Device::flex()).unwrap_err();

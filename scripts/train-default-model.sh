@@ -7,11 +7,13 @@
 # vertical flips; averages the cycle's last 4 epochs and re-estimates BatchNorm for the
 # average (one epoch at learning rate 0); picks the run-time crop width and the padding of
 # disc-centred crops on the eyes the segmenter held out (`evaluate --held-out-of`; never a test
-# split), exports the int8 bundle (signed when SIGN_KEY is set), and scores it on the test splits. DATA is the folder written by `../shared/data/extract.sh refuge ...`
+# split), exports the int8 bundle (signed when SIGN_KEY is set), and scores it on the test
+# splits. DATA is the folder written by `../shared/data/extract.sh refuge ...`
 # (DATA/refuge512), `... rimone ...` (DATA/rimone-dl) and `... zeiss ...` (DATA/refuge-zeiss).
 # 0.8.1 was trained with BACKEND=tch (a `--features tch` build): about 6-7 min an epoch, 13
-# epochs, on 2 idle CPU cores (flex: several hours, and other initial weights, since each backend draws its
-# own). Ctrl-C saves a checkpoint, and the same train command with --resume continues.
+# epochs, on 2 idle CPU cores (flex: several hours, and other initial weights, since each
+# backend draws its own). Ctrl-C saves a checkpoint, and the same train command with --resume
+# continues.
 #
 # Environment (the GPU kit, scripts/gpu/train-default.sh, sets them):
 #   BACKEND     burn backend of every training stage: cpu (flex, default), tch (libtorch, 3-4x
@@ -89,8 +91,8 @@ if [ "${SKIP_TRAIN:-}" != 1 ]; then
   cp "$RUNS/lite0/model-last.bpk" "$RUNS/lite0/model-best.bpk"
   # Stage 3: the cycle's last 4 epochs (9-12; SMOKE: 2) averaged, then one epoch at learning
   # rate 0 on the same data, which moves only BatchNorm's running statistics to the averaged
-  # weights' (0.8.1's held-out eyes: 0.8639 pooled, its last epoch alone 0.8652 at another crop
-  # but failing the device gates; MODEL_CARD.md). Its last checkpoint ships.
+  # weights' (so chosen for 0.8.1, whose held-out eyes score 0.8639 pooled against 0.8.0's
+  # 0.8608; MODEL_CARD.md). Its last checkpoint ships.
   last=4; [ "${SMOKE:-}" = 1 ] && last=2
   rm -rf "$RUNS/lite0-avg"
   papilla average --run "$RUNS/lite0" --last "$last" --out "$RUNS/lite0-avg"

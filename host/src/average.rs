@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use thiserror::Error;
 
@@ -145,30 +145,7 @@ type Floats = Vec<(String, Vec<f32>)>;
 
 /// Every float tensor of a model (parameters and BatchNorm statistics), in visiting order.
 fn floats(model: &UNet) -> Result<Floats, String> {
-    let mut c = Collect { path: Vec::new(), out: Vec::new(), error: None };
-    model.visit(&mut c);
-    c.error.map_or(Ok(c.out), Err)
-}
-
-struct Collect {
-    path: Vec<String>,
-    out: Floats,
-    error: Option<String>,
-}
-
-impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_owned());
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        match param.val().into_data().try_to_vec::<f32>() {
-            Ok(v) => self.out.push((self.path.join("."), v)),
-            Err(e) => self.error = Some(format!("{}: {e:?}", self.path.join("."))),
-        }
-    }
+    crate::backend::collect(model, None).map_err(|e| e.to_string())
 }
 
 /// Puts the averages back, in the same visiting order.

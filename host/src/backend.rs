@@ -230,7 +230,9 @@ impl ModuleVisitor for Collect<'_> {
     }
 }
 
-fn collect<M: Module>(
+/// Every float tensor of `m` (parameters and BatchNorm statistics; with `grads`, their
+/// gradients), in visiting order, each named by its module path.
+pub(crate) fn collect<M: Module>(
     m: &M,
     grads: Option<&GradientsParams>,
 ) -> Result<Vec<(String, Vec<f32>)>, BackendError> {

@@ -33,13 +33,6 @@ pub enum AverageError {
     OutExists(PathBuf),
     #[error("{}: {message}", path.display())]
     Mismatch { path: PathBuf, message: String },
-    #[error("{}: {what}", path.display())]
-    Io {
-        path: PathBuf,
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// What [`average_last`] wrote.
@@ -126,14 +119,7 @@ pub fn average_last(
 
     dst.create()?;
     for name in [CONFIG_FILE, STATE_FILE, METRICS_FILE, HELD_OUT_FILE, LAST_OPTIM] {
-        let from = src.file(name);
-        if from.is_file() {
-            std::fs::copy(&from, dst.file(name)).map_err(|source| AverageError::Io {
-                path: dst.file(name),
-                what: "cannot write",
-                source,
-            })?;
-        }
+        dst.copy_from(&src, name)?;
     }
     dst.save_last_model(&model)?;
     dst.save_best(&model)?;

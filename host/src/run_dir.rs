@@ -179,6 +179,16 @@ impl RunDir {
         save_model(model, &self.file(BEST_MODEL))
     }
 
+    /// Copies `name` (one of the `*_FILE`, `*_MODEL` names) from the run `src`, if it has one.
+    pub fn copy_from(&self, src: &RunDir, name: &str) -> Result<(), RunDirError> {
+        let from = src.file(name);
+        if from.is_file() {
+            let to = self.file(name);
+            std::fs::copy(&from, &to).map_err(io_err(&to, "cannot write"))?;
+        }
+        Ok(())
+    }
+
     /// Saves `model` as the last checkpoint's model (what `--resume` continues from).
     pub fn save_last_model(&self, model: &UNet) -> Result<(), RunDirError> {
         save_model(model, &self.file(LAST_MODEL))

@@ -171,6 +171,7 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
     .with_loss(loss_kind(args.loss.unwrap_or(LossArg::Dice)))
     .with_val_fraction(args.val_fraction)
     .with_seed(args.seed)
+    .with_init_seed(args.init_seed)
     .with_checkpoint_every(args.checkpoint_every)
     .with_large_cup_repeat(args.large_cup_repeat.unwrap_or(1))
     .with_large_cup_vcdr(args.large_cup_vcdr.unwrap_or(0.6))

@@ -294,8 +294,15 @@ pub struct TrainArgs {
     /// Keep a numbered checkpoint every N epochs (0: only best and last).
     #[arg(long, default_value_t = 10)]
     pub checkpoint_every: usize,
+    /// Seed of the held-out split (and, without --init-seed, of everything else).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Seed of the initial weights, the batch order and the augmentation (default: --seed).
+    /// Two runs with the same --seed and different --init-seed hold out the same eyes and
+    /// differ only by chance: how much their scores differ is the recipe's run-to-run noise.
+    /// A resumed run keeps its own.
+    #[arg(long, value_name = "N")]
+    pub init_seed: Option<u64>,
     /// Threads that decode and resize the data, and libtorch's compute threads with
     /// --backend tch (default: all cores).
     #[arg(long, default_value_t = crate::backend::all_cores())]

@@ -59,8 +59,14 @@ pub struct TrainingConfig {
     pub cycle_start: usize,
     #[config(default = 0.1)]
     pub val_fraction: f64,
+    /// Seeds the held-out split and, unless `init_seed` is set, everything else.
     #[config(default = 42)]
     pub seed: u64,
+    /// Seed of the initial weights, the batch order and the augmentation draws (`None`: `seed`).
+    /// Set apart from `seed` so that two runs hold out the same eyes and differ only by chance,
+    /// which measures run-to-run noise.
+    #[config(default = "None")]
+    pub init_seed: Option<u64>,
     /// Keep a numbered checkpoint every N epochs (0 = only best and last).
     #[config(default = 10)]
     pub checkpoint_every: usize,
@@ -76,6 +82,11 @@ pub struct TrainingConfig {
 }
 
 impl TrainingConfig {
+    /// The seed of the initial weights, the batch order and the augmentation.
+    pub fn run_seed(&self) -> u64 {
+        self.init_seed.unwrap_or(self.seed)
+    }
+
     /// Learning rate at batch `batch` of the epoch after `completed` epochs: linear warm-up,
     /// then cosine decay to zero at `epochs`, both counted from `cycle_start`. The position is
     /// taken from the epoch, not from a running step count, because a resumed run may draw
@@ -118,6 +129,7 @@ impl TrainingConfig {
             fields.entry("large_cup_vcdr").or_insert_with(|| serde_json::json!(0.6));
             fields.entry("vcdr_weight").or_insert_with(|| serde_json::json!(0.0));
             fields.entry("pretrained").or_insert(serde_json::Value::Null);
+            fields.entry("init_seed").or_insert(serde_json::Value::Null);
             if let Some(model) = fields.get_mut("model").and_then(|m| m.as_object_mut()) {
                 model.entry("encoder").or_insert_with(|| serde_json::json!(Encoder::Plain));
                 model.entry("anti_alias").or_insert(serde_json::Value::Bool(false));
@@ -191,10 +203,23 @@ mod tests {
         assert!(model.remove("encoder").is_some() && model.remove("anti_alias").is_some());
         o.insert("pretrained".into(), serde_json::json!("x.safetensors"));
         assert!(o.remove("pretrained").is_some());
+        // Runs written before --init-seed: everything seeded by `seed`, as they were trained.
+        assert!(o.remove("init_seed").is_some());
         let back = TrainingConfig::from_json(&v.to_string()).unwrap();
+        assert_eq!((back.init_seed, back.run_seed()), (None, back.seed));
         assert_eq!((back.loss, back.cycle_start), (LossKind::ClassDice, 0));
         assert_eq!((back.model.encoder, back.pretrained), (Encoder::Plain, None));
         assert!(!back.model.anti_alias);
+    }
+
+    #[test]
+    fn the_init_seed_replaces_the_seed_for_everything_but_the_split() {
+        let c = test_config().with_seed(42);
+        assert_eq!(c.run_seed(), 42);
+        let c = c.with_init_seed(Some(7));
+        assert_eq!((c.seed, c.run_seed()), (42, 7));
+        let back = TrainingConfig::from_json(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!((back.seed, back.init_seed), (42, Some(7)));
     }
 
     #[test]

@@ -231,7 +231,7 @@ pub fn train(
             (model, optim, state)
         }
         None => {
-            train_device.seed(config.seed);
+            train_device.seed(config.run_seed());
             run.clear_history()?;
             let mut model = config.model.init(&train_device);
             if let Some(path) = &config.pretrained {
@@ -266,7 +266,7 @@ pub fn train(
     while state.epoch < config.epochs {
         let epoch = state.epoch + 1;
         let mut rng =
-            SplitMix64::new(config.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+            SplitMix64::new(config.run_seed().wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         let mut order = draw.clone();
         shuffle(&mut order, &mut rng);
         let started = Instant::now();

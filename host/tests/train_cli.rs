@@ -359,3 +359,30 @@ fn ctrl_c_leaves_a_usable_checkpoint() {
     let v: Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(v["n"], 8);
 }
+
+#[test]
+fn init_seed_changes_the_weights_but_not_the_held_out_eyes() {
+    let root = tempfile::tempdir().unwrap();
+    let train = gamma_folder(root.path(), "train", 8, 0);
+    let tiny = ["--size", "32", "--depth", "1", "--base-channels", "4", "--epochs", "1"];
+    let run = |name: &str, extra: &[&str]| {
+        let dir = root.path().join(name);
+        let args = [
+            &["train", "--data", train.to_str().unwrap(), "--out", dir.to_str().unwrap()][..],
+            &tiny[..],
+            &["--val-fraction", "0.25"][..],
+            extra,
+        ]
+        .concat();
+        ok(&papilla(&args));
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        (read("held-out.txt"), read("model-last.bpk"), read("config.json"))
+    };
+    let (held_a, weights_a, _) = run("a", &[]);
+    let (held_b, weights_b, config_b) = run("b", &["--init-seed", "7"]);
+    assert_eq!(held_a, held_b, "the same --seed holds out the same eyes");
+    assert_eq!(String::from_utf8_lossy(&held_a).lines().count(), 2, "a quarter of 8");
+    assert_ne!(weights_a, weights_b, "another --init-seed starts from other weights");
+    let config: Value = serde_json::from_slice(&config_b).unwrap();
+    assert_eq!((config["seed"].as_u64(), config["init_seed"].as_u64()), (Some(42), Some(7)));
+}

@@ -12,7 +12,8 @@
 # (DATA/refuge512), `... rimone ...` (DATA/rimone-dl) and `... zeiss ...` (DATA/refuge-zeiss).
 # 0.8.1 was trained with BACKEND=tch (a `--features tch` build): about 6-7 min an epoch, 13
 # epochs, on 2 idle CPU cores (flex: several hours, and other initial weights, since each
-# backend draws its own). Ctrl-C saves a checkpoint, and the same train command with --resume
+# backend draws its own); another 2-core machine (2026-12-06, AMD EPYC) took 1.74 s a batch of
+# 4, about 10-11 min an epoch, so the whole script there runs about 2.5 h. Ctrl-C saves a checkpoint, and the same train command with --resume
 # continues.
 #
 # Environment (the GPU kit, scripts/gpu/train-default.sh, sets them):
@@ -27,6 +28,8 @@
 #   LARGE_CUP_REPEAT  N: the segmenter draws eyes with true vCDR >= 0.6 N times an epoch
 #               (default 3, as 0.5.0-0.8.1 were trained; 0.4.0 used 1)
 #   STYLE_MIX   P: Fourier style mixing probability (default 0, as 0.8.1 was trained)
+#   INIT_SEED   N: the segmenter's --init-seed (default: none, as 0.8.1 was trained): the same
+#               eyes held out, other initial weights and draws, to measure run-to-run noise
 #   MODEL_VERSION     the bundles' version (default 0.8.1, the shipped one)
 #   SHIP        0: leave models/ alone (default 1: copy the int8 bundle there)
 #   SKIP_TRAIN  1: reuse the runs in RUNS_DIR (e.g. brought back by the GPU kit) and only
@@ -87,7 +90,7 @@ if [ "${SKIP_TRAIN:-}" != 1 ]; then
     --lr 0.001 --ce-weight 1 --rotate 10 --checkpoint-every 1 --vflip 0 \
     --scale 0.3 --roi-context 2.2 --loss nested --roi-min-side 0.2 --translate 0.08 \
     --large-cup-repeat "${LARGE_CUP_REPEAT:-3}" --camera-augment --vcdr-weight 1 \
-    --style-mix "${STYLE_MIX:-0}"
+    --style-mix "${STYLE_MIX:-0}" ${INIT_SEED:+--init-seed "$INIT_SEED"}
   cp "$RUNS/lite0/model-last.bpk" "$RUNS/lite0/model-best.bpk"
   # Stage 3: the cycle's last 4 epochs (9-12; SMOKE: 2) averaged, then one epoch at learning
   # rate 0 on the same data, which moves only BatchNorm's running statistics to the averaged

@@ -13,8 +13,8 @@
 # 0.8.1 was trained with BACKEND=tch (a `--features tch` build): about 6-7 min an epoch, 13
 # epochs, on 2 idle CPU cores (flex: several hours, and other initial weights, since each
 # backend draws its own); another 2-core machine (2026-12-06, AMD EPYC) took 1.74 s a batch of
-# 4, about 10-11 min an epoch, so the whole script there runs about 2.5 h. Ctrl-C saves a checkpoint, and the same train command with --resume
-# continues.
+# 4, about 10 min an epoch, so the whole script there runs about 2.5 h. Ctrl-C saves a
+# checkpoint, and the same train command with --resume continues.
 #
 # Environment (the GPU kit, scripts/gpu/train-default.sh, sets them):
 #   BACKEND     burn backend of every training stage: cpu (flex, default), tch (libtorch, 3-4x

@@ -109,39 +109,13 @@ if [ "${ONLY_TRAIN:-}" = 1 ]; then
   exit 0
 fi
 
-# The trainer's own criterion, mean Dice minus vCDR MAE, of `papilla evaluate --json`.
-criterion() {
-  python3 -c 'import json,sys; j=json.load(sys.stdin); print((j["disc_dice"]+j["cup_dice"])/2-j["vcdr_mae"])'
-}
-better() { python3 -c "import sys; sys.exit(0 if $1 > $2 else 1)"; }
-
-# The run-time crop width, in locator disc diameters: chosen on the REFUGE-512 eyes the
-# segmenter held out (never trained on, never a test split), f32, with the ellipse fit that ships.
-held=(--held-out-of "$SEG")
-best=""; best_score=-1
-for ctx in 1.6 1.7 1.8 1.9 2.0 2.1; do
-  papilla export --checkpoint "$SEG" --locator "$RUNS/loc128" --roi-context "$ctx" \
-    --shape-fit ellipse --out "$RUNS/ctx-$ctx.papilla" >/dev/null
-  score=$(papilla evaluate --model "$RUNS/ctx-$ctx.papilla" --data "$DATA/refuge512/train" "${held[@]}" --json | criterion)
-  echo "roi-context $ctx: held-out REFUGE-512 score $score"
-  if better "$score" "$best_score"; then best=$ctx; best_score=$score; fi
-done
-echo "chosen roi-context: $best"
-
-# The padding of disc-centred crops, on the held-out Zeiss and RIM-ONE DL crops together.
-CROPS=()
-for extra in refuge-zeiss rimone-dl; do [ -d "$DATA/$extra" ] && CROPS+=(--data "$DATA/$extra"); done
-pad=1.8
-if [ ${#CROPS[@]} -gt 0 ]; then
-  pad=""; pad_score=-1
-  for p in 1.4 1.6 1.8; do
-    score=$(papilla evaluate --model "$RUNS/ctx-$best.papilla" "${CROPS[@]}" --rimone-split train \
-      --disc-centred "$p" "${held[@]}" --json | criterion)
-    echo "disc-centred pad $p: held-out crops score $score"
-    if better "$score" "$pad_score"; then pad=$p; pad_score=$score; fi
-  done
-fi
-echo "chosen disc-centred pad: $pad"
+# The run-time crop width (locator disc diameters, 1.6-2.1, on the held-out REFUGE-512
+# photographs) and the padding of disc-centred crops (1.4-1.8, on the held-out Zeiss and RIM-ONE
+# DL crops together): chosen on the eyes the segmenter held out (never trained on, never a test
+# split), f32, with the ellipse fit that ships, by the trainer's criterion (mean Dice minus vCDR
+# MAE). scripts/judge-run.sh also scores the chosen bundle per camera and pooled (judge.json).
+PAPILLA="${PAPILLA:-}" scripts/judge-run.sh "$SEG" "$RUNS/loc128" "$DATA" "$RUNS/judge"
+read -r best pad < <(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["crop"], j["pad"])' "$RUNS/judge/judge.json")
 # Flip TTA would run the 224 px segmenter twice: 0.38 + 2 x 2.61 GFLOP, over the 4 allowed.
 tta=none
 

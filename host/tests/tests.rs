@@ -7,6 +7,7 @@ mod data_loaders;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod gpu_kit;
+mod judge;
 mod score_cli;
 #[cfg(feature = "tch")]
 mod tch;

@@ -69,7 +69,7 @@ crop=$(best "${crop_args[@]}")
 echo "chosen crop: $crop"
 
 CROPSETS=()
-for extra in refuge-zeiss rimone-dl; do [ -d "$DATA/$extra" ] && CROPSETS+=(--data "$DATA/$extra"); done
+for set in refuge-zeiss rimone-dl; do [ -d "$DATA/$set" ] && CROPSETS+=(--data "$DATA/$set"); done
 pad=1.8
 if [ ${#CROPSETS[@]} -gt 0 ]; then
   pad_args=()
@@ -93,10 +93,10 @@ for form in "${forms[@]}"; do
     --disc-centred-pad "$pad" --tta none --out "$OUT/cand-$form.papilla" "${extra[@]}" >/dev/null
   papilla evaluate --model "$OUT/cand-$form.papilla" --data "$DATA/refuge512/train" "${held[@]}" \
     --json > "$scores/$form-refuge512.json"
-  for extra in refuge-zeiss rimone-dl; do
-    [ -d "$DATA/$extra" ] || continue
-    papilla evaluate --model "$OUT/cand-$form.papilla" --data "$DATA/$extra" --rimone-split train \
-      --disc-centred "${held[@]}" --json > "$scores/$form-$extra.json"
+  for set in refuge-zeiss rimone-dl; do
+    [ -d "$DATA/$set" ] || continue
+    papilla evaluate --model "$OUT/cand-$form.papilla" --data "$DATA/$set" --rimone-split train \
+      --disc-centred "${held[@]}" --json > "$scores/$form-$set.json"
   done
 done
 

@@ -43,18 +43,8 @@ held=(--held-out-of "$SEG")
 scores="$OUT/scores"
 rm -rf "$scores"; mkdir -p "$scores"
 crit() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print((j["disc_dice"]+j["cup_dice"])/2-j["vcdr_mae"])' "$1"; }
-# Prints the first of the named scores with the highest criterion (ties keep the earlier one).
-best() { python3 - "$@" <<'PY'
-import json, sys
-best, top = None, None
-for name, path in zip(sys.argv[1::2], sys.argv[2::2]):
-    j = json.load(open(path))
-    s = (j["disc_dice"] + j["cup_dice"]) / 2 - j["vcdr_mae"]
-    if top is None or s > top:
-        best, top = name, s
-print(best)
-PY
-}
+# Prints the first NAME of NAME SCORE pairs with the highest score (ties keep the earlier one).
+best() { python3 -c 'import sys; a=sys.argv[1:]; print(max(zip(a[::2], map(float, a[1::2])), key=lambda p: p[1])[0])' "$@"; }
 
 crop_args=()
 for c in ${CROPS:-1.6 1.7 1.8 1.9 2.0 2.1}; do
@@ -62,8 +52,9 @@ for c in ${CROPS:-1.6 1.7 1.8 1.9 2.0 2.1}; do
     --out "$OUT/ctx-$c.papilla" >/dev/null
   papilla evaluate --model "$OUT/ctx-$c.papilla" --data "$DATA/refuge512/train" "${held[@]}" \
     --json > "$scores/crop-$c.json"
-  echo "crop $c: held-out REFUGE-512 $(crit "$scores/crop-$c.json")"
-  crop_args+=("$c" "$scores/crop-$c.json")
+  score=$(crit "$scores/crop-$c.json")
+  echo "crop $c: held-out REFUGE-512 $score"
+  crop_args+=("$c" "$score")
 done
 crop=$(best "${crop_args[@]}")
 echo "chosen crop: $crop"
@@ -76,8 +67,9 @@ if [ ${#CROPSETS[@]} -gt 0 ]; then
   for p in ${PADS:-1.4 1.6 1.8}; do
     papilla evaluate --model "$OUT/ctx-$crop.papilla" "${CROPSETS[@]}" --rimone-split train \
       --disc-centred "$p" "${held[@]}" --json > "$scores/pad-$p.json"
-    echo "pad $p: held-out crops $(crit "$scores/pad-$p.json")"
-    pad_args+=("$p" "$scores/pad-$p.json")
+    score=$(crit "$scores/pad-$p.json")
+    echo "pad $p: held-out crops $score"
+    pad_args+=("$p" "$score")
   done
   pad=$(best "${pad_args[@]}")
 else

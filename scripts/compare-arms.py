@@ -52,21 +52,15 @@ def load_run(out, form):
     return {os.path.basename(p)[len(form) + 1:-5]: eye_criteria(p) for p in files}
 
 
-def load_arm(outs, form, reference):
-    runs = []
-    for out in outs:
-        run = load_run(out, form)
-        ref_out, ref = reference or (out, run)
-        if sorted(run) != sorted(ref):
-            raise Refused(f"{out}: sets {sorted(run)} differ from {ref_out}'s {sorted(ref)}")
-        for name, eyes in run.items():
-            if set(eyes) != set(ref[name]):
-                odd = sorted(set(eyes) ^ set(ref[name]))
-                raise Refused(f"{out}: held-out eyes of {name} differ from {ref_out}'s "
-                              f"({len(odd)} not in both, e.g. {odd[0]}): another split")
-        reference = reference or (out, run)
-        runs.append(run)
-    return runs, reference
+def check_same_eyes(out, run, first_out, first):
+    """Refuses a run whose sets or held-out eyes are not the first run's."""
+    if sorted(run) != sorted(first):
+        raise Refused(f"{out}: sets {sorted(run)} differ from {first_out}'s {sorted(first)}")
+    for name, eyes in run.items():
+        if set(eyes) != set(first[name]):
+            odd = sorted(set(eyes) ^ set(first[name]))
+            raise Refused(f"{out}: held-out eyes of {name} differ from {first_out}'s "
+                          f"({len(odd)} not in both, e.g. {odd[0]}): another split")
 
 
 def mean(xs):
@@ -107,11 +101,13 @@ def main():
     ap.add_argument("--b", nargs="+", required=True, metavar="OUT", help="arm B's runs")
     args = ap.parse_args()
     try:
-        runs_a, ref = load_arm(args.a, args.form, None)
-        runs_b, _ = load_arm(args.b, args.form, ref)
+        runs = [load_run(out, args.form) for out in args.a + args.b]
+        for out, run in zip(args.a + args.b, runs):
+            check_same_eyes(out, run, args.a[0], runs[0])
     except Refused as e:
         print(f"compare-arms.py: {e}", file=sys.stderr)
         return 2
+    runs_a, runs_b = runs[:len(args.a)], runs[len(args.a):]
     sets = sorted(runs_a[0])
     result = {"form": args.form, "a": args.a, "b": args.b, "sets": {}}
     for s in sets:

@@ -27,6 +27,7 @@ import math
 import os
 import statistics
 import sys
+from statistics import fmean as mean
 
 
 class Refused(Exception):
@@ -61,10 +62,6 @@ def check_same_eyes(out, run, first_out, first):
             odd = sorted(set(eyes) ^ set(first[name]))
             raise Refused(f"{out}: held-out eyes of {name} differ from {first_out}'s "
                           f"({len(odd)} not in both, e.g. {odd[0]}): another split")
-
-
-def mean(xs):
-    return sum(xs) / len(xs)
 
 
 def summary(runs_a, runs_b, names):

@@ -9,6 +9,7 @@
 #
 #   scripts/judge-run.sh SEG_RUN LOCATOR_RUN DATA OUT_DIR
 #
+# Relative paths are taken from the repository root (the script runs there).
 # DATA is laid out as for scripts/train-default-model.sh (DATA/refuge512/train, and where present
 # DATA/refuge-zeiss and DATA/rimone-dl); absent sets are left out. Writes OUT_DIR/ctx-*.papilla,
 # OUT_DIR/cand-f32.papilla (and cand-int8 with INT8=1) and OUT_DIR/judge.json (every score, the
@@ -22,6 +23,9 @@
 #            train) and score it the same way
 #   GATE     a pooled f32 criterion the run must reach: prints PASS or FAIL and exits 0 or 4
 #   THREADS  threads of each evaluation (default: all cores)
+#   KEEP     a folder to keep the judgement in for later pairing (models/judged/NAME, see its
+#            README): the per-set scores of the bundle (f32-SET.json, int8-SET.json), judge.json
+#            and the run's held-out.txt. Refused up front if it already holds a judge.json.
 set -euo pipefail
 SEG="${1:?usage: scripts/judge-run.sh SEG_RUN LOCATOR_RUN DATA OUT_DIR}"
 LOC="${2:?usage: scripts/judge-run.sh SEG_RUN LOCATOR_RUN DATA OUT_DIR}"
@@ -36,6 +40,11 @@ fi
 for d in "$SEG" "$LOC" "$DATA/refuge512/train"; do
   [ -d "$d" ] || { echo "judge-run.sh: $d: no such folder" >&2; exit 2; }
 done
+if [ -n "${KEEP:-}" ] && [ -e "$KEEP/judge.json" ]; then
+  echo "judge-run.sh: KEEP=$KEEP already holds a judgement (judge.json): choose a new folder" >&2
+  exit 2
+fi
+[ -f "$SEG/held-out.txt" ] || { echo "judge-run.sh: $SEG/held-out.txt: no such file (not a trained run?)" >&2; exit 2; }
 mkdir -p "$OUT"
 held=(--held-out-of "$SEG")
 [ -n "${THREADS:-}" ] && held+=(--threads "$THREADS")
@@ -92,7 +101,8 @@ for form in "${forms[@]}"; do
   done
 done
 
-python3 - "$OUT/judge.json" "$scores" "$crop" "$pad" "${GATE:-}" "${forms[@]}" <<'PY'
+status=0
+python3 - "$OUT/judge.json" "$scores" "$crop" "$pad" "${GATE:-}" "${forms[@]}" <<'PY' || status=$?
 import glob, json, os, sys
 out, scores, crop, pad, gate, *forms = sys.argv[1:]
 def load(p):
@@ -119,3 +129,12 @@ if gate:
           + ("PASS" if ok else "FAIL"))
     sys.exit(0 if ok else 4)
 PY
+# Kept even when a GATE fails (4): a failed candidate is still a paired measurement.
+if [ -n "${KEEP:-}" ] && { [ $status = 0 ] || [ $status = 4 ]; }; then
+  mkdir -p "$KEEP"
+  for form in "${forms[@]}"; do cp "$scores/$form"-*.json "$KEEP/"; done
+  cp "$OUT/judge.json" "$KEEP/"
+  cp "$SEG/held-out.txt" "$KEEP/"
+  echo "kept in $KEEP"
+fi
+exit $status

@@ -55,7 +55,14 @@ fn judge_run_chooses_on_held_out_eyes_and_pools_cameras_by_their_eyes() {
     let extra = ["--roi-context", "3", "--val-fraction", "0.3"];
     ok(&papilla(&[&seg_args[..], &tiny, &extra].concat()));
 
-    let env = [("CROPS", "2.0 3.0"), ("PADS", "1.6 2.0"), ("GATE", "-5"), ("THREADS", "1")];
+    let kept = root.path().join("kept");
+    let env = [
+        ("CROPS", "2.0 3.0"),
+        ("PADS", "1.6 2.0"),
+        ("GATE", "-5"),
+        ("THREADS", "1"),
+        ("KEEP", kept.to_str().unwrap()),
+    ];
     let run = judge(&[&seg, &loc, &data, &out], &env);
     let text = format!("{}{}", ok(&run), String::from_utf8_lossy(&run.stderr));
     assert!(text.contains("chosen crop: ") && text.contains("PASS"), "{text}");
@@ -111,11 +118,42 @@ fn judge_run_chooses_on_held_out_eyes_and_pools_cameras_by_their_eyes() {
         "{j}"
     );
 
-    // A gate the run misses fails the script; a missing run is named.
-    let env = [("CROPS", "2.0"), ("PADS", "1.6"), ("GATE", "5")];
+    // KEEP holds the bundle's per-set scores, judge.json and the run's held-out eyes, byte for
+    // byte; only the forms judged (no INT8 here, so no int8 files).
+    let mut names: Vec<String> = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let want = ["f32-refuge512.json", "f32-rimone-dl.json", "held-out.txt", "judge.json"];
+    assert_eq!(names, want, "{}", text);
+    let same = |a: &Path, b: &Path| std::fs::read(a).unwrap() == std::fs::read(b).unwrap();
+    assert!(same(&kept.join("held-out.txt"), &seg.join("held-out.txt")));
+    assert!(same(&kept.join("judge.json"), &out.join("judge.json")));
+    for f in &want[..2] {
+        assert!(same(&kept.join(f), &scores.join(f)), "{f}");
+    }
+    // A folder that already holds a judgement is refused before any work, and left as it was.
+    let before = std::fs::read(kept.join("judge.json")).unwrap();
+    let again = [("CROPS", "2.0"), ("PADS", "1.6"), ("KEEP", kept.to_str().unwrap())];
+    let run = judge(&[&seg, &loc, &data, &root.path().join("j3")], &again);
+    assert_eq!(run.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("already holds a judgement") && err.contains("kept"), "{err}");
+    assert!(!root.path().join("j3").exists(), "nothing judged");
+    assert_eq!(std::fs::read(kept.join("judge.json")).unwrap(), before);
+
+    // A gate the run misses fails the script, and its judgement is still kept; a missing run
+    // is named.
+    let kept_fail = root.path().join("kept-fail");
+    let env =
+        [("CROPS", "2.0"), ("PADS", "1.6"), ("GATE", "5"), ("KEEP", kept_fail.to_str().unwrap())];
     let run = judge(&[&seg, &loc, &data, &root.path().join("j2")], &env);
     assert_eq!(run.status.code(), Some(4), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(String::from_utf8_lossy(&run.stdout).contains("FAIL"));
+    assert!(
+        kept_fail.join("judge.json").is_file() && kept_fail.join("f32-rimone-dl.json").is_file()
+    );
     let missing = root.path().join("no-such-run");
     let run = judge(&[&missing, &loc, &data, &out], &[]);
     assert_eq!(run.status.code(), Some(2));

@@ -40,11 +40,14 @@ fi
 for d in "$SEG" "$LOC" "$DATA/refuge512/train"; do
   [ -d "$d" ] || { echo "judge-run.sh: $d: no such folder" >&2; exit 2; }
 done
-if [ -n "${KEEP:-}" ] && [ -e "$KEEP/judge.json" ]; then
-  echo "judge-run.sh: KEEP=$KEEP already holds a judgement (judge.json): choose a new folder" >&2
-  exit 2
+if [ -n "${KEEP:-}" ]; then
+  if [ -e "$KEEP/judge.json" ]; then
+    echo "judge-run.sh: KEEP=$KEEP already holds a judgement (judge.json): choose a new folder" >&2
+    exit 2
+  fi
+  # Runs from before held-out.txt can be judged (their split is drawn again), not kept.
+  [ -f "$SEG/held-out.txt" ] || { echo "judge-run.sh: KEEP needs $SEG/held-out.txt, which this run lacks" >&2; exit 2; }
 fi
-[ -f "$SEG/held-out.txt" ] || { echo "judge-run.sh: $SEG/held-out.txt: no such file (not a trained run?)" >&2; exit 2; }
 mkdir -p "$OUT"
 held=(--held-out-of "$SEG")
 [ -n "${THREADS:-}" ] && held+=(--threads "$THREADS")

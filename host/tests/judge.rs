@@ -142,6 +142,16 @@ fn judge_run_chooses_on_held_out_eyes_and_pools_cameras_by_their_eyes() {
     assert!(err.contains("already holds a judgement") && err.contains("kept"), "{err}");
     assert!(!root.path().join("j3").exists(), "nothing judged");
     assert_eq!(std::fs::read(kept.join("judge.json")).unwrap(), before);
+    // A run without held-out.txt (from before it) cannot be kept: its eyes could not be paired.
+    let old_run = root.path().join("old-run");
+    std::fs::create_dir(&old_run).unwrap();
+    let fresh = root.path().join("kept-old");
+    let env = [("KEEP", fresh.to_str().unwrap())];
+    let run = judge(&[&old_run, &loc, &data, &root.path().join("j4")], &env);
+    assert_eq!(run.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("KEEP needs") && err.contains("held-out.txt"), "{err}");
+    assert!(!fresh.exists() && !root.path().join("j4").exists());
 
     // A gate the run misses fails the script, and its judgement is still kept; a missing run
     // is named.

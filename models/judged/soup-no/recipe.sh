@@ -7,6 +7,16 @@ cd /work/main
 P=/root/.cache/papilla/tch-target/release/papilla; D=/work/data; R=/work/runs/o
 ts() { echo "$(date -u +%H:%M:%S) $*" | tee -a /work/runs/soup-ts.log; }
 SEGS=(--data $D/refuge512/train --data $D/refuge-zeiss --data $D/rimone-dl)
+# The folder, as made by hand before this script ran (now part of it, so the record is whole):
+S=$R/soup-src
+if [ ! -d $S ]; then
+  mkdir -p $S
+  (cd /work/runs/n/lite0 && cp config.json state.json metrics.csv held-out.txt optim-last.bpk model-last.bpk $S/)
+  for e in 6 7 8; do
+    ln -s /work/runs/n/lite0/model-epoch-000$e.bpk $S/model-epoch-000$((e - 3)).bpk
+    ln -s /work/runs/o/lite0/model-epoch-000$e.bpk $S/model-epoch-000$e.bpk
+  done
+fi
 ts average
 $P average --run $R/soup-src --last 6 --out $R/soup
 ts batchnorm

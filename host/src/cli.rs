@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use papilla_shared::postprocess::{ShapeFit, TestTimeAugmentation};
 
+use crate::train_config::FolderRepeat;
+
 pub use crate::backend::BackendArg;
 
 /// Optic disc and cup segmentation of colour fundus photographs: the training-host tool.
@@ -291,6 +293,11 @@ pub struct TrainArgs {
     /// What counts as a large cup for --large-cup-repeat (default 0.6).
     #[arg(long, value_name = "VCDR")]
     pub large_cup_vcdr: Option<f64>,
+    /// Draw every eye of the --data folder named FOLDER (its last path component) N times an
+    /// epoch, times its large-cup repeat; repeat the flag for several folders (with --resume,
+    /// replaces the run's list).
+    #[arg(long, value_name = "FOLDER=N", value_parser = folder_repeat)]
+    pub folder_repeat: Vec<FolderRepeat>,
     /// Keep a numbered checkpoint every N epochs (0: only best and last).
     #[arg(long, default_value_t = 10)]
     pub checkpoint_every: usize,
@@ -449,6 +456,18 @@ pub enum ShapeFitArg {
 }
 
 /// A probability from the command line: a number in [0, 1].
+fn folder_repeat(s: &str) -> Result<FolderRepeat, String> {
+    let (folder, n) = s.rsplit_once('=').ok_or_else(|| format!("{s:?} is not FOLDER=N"))?;
+    let times: usize = n.parse().map_err(|e| format!("{n:?} is not a count: {e}"))?;
+    if folder.is_empty() || folder.contains('/') {
+        return Err(format!("{folder:?} is not a folder name (the last part of a --data path)"));
+    }
+    if times == 0 {
+        return Err("N must be at least 1".into());
+    }
+    Ok(FolderRepeat { folder: folder.to_owned(), times })
+}
+
 fn probability(s: &str) -> Result<f32, String> {
     let p: f32 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
     if (0.0..=1.0).contains(&p) { Ok(p) } else { Err(format!("{p} is not in [0, 1]")) }
@@ -671,6 +690,17 @@ mod tests {
         let Command::Train(t) = cli.command else { panic!("train") };
         assert_eq!((t.backend, t.threads, t.large_cup_repeat), (Some(BackendArg::Tch), 3, Some(4)));
         assert_eq!(t.large_cup_vcdr, Some(0.65));
+        assert!(t.folder_repeat.is_empty());
+        let args = ["papilla", "train", "--data", "d/rimone-dl", "--out", "r"];
+        let extra = ["--folder-repeat", "rimone-dl=2", "--folder-repeat", "zeiss=3"];
+        let cli = Cli::try_parse_from(args.iter().chain(&extra)).unwrap();
+        let Command::Train(t) = cli.command else { panic!("train") };
+        let pairs: Vec<_> = t.folder_repeat.iter().map(|r| (r.folder.as_str(), r.times)).collect();
+        assert_eq!(pairs, [("rimone-dl", 2), ("zeiss", 3)]);
+        for bad in ["rimone-dl", "rimone-dl=0", "rimone-dl=two", "=2", "d/rimone-dl=2"] {
+            let cli = Cli::try_parse_from(args.iter().chain(&["--folder-repeat", bad]));
+            assert!(cli.is_err(), "{bad} accepted");
+        }
         let cli = Cli::try_parse_from(["papilla", "check-backend", "--backend", "wgpu"]).unwrap();
         let Command::CheckBackend(c) = cli.command else { panic!("check-backend") };
         assert_eq!((c.size, c.batch, c.base_channels, c.tolerance), (256, 2, 16, 1e-2));

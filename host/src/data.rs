@@ -201,6 +201,13 @@ pub struct Sample {
     pub glaucoma: Option<bool>,
 }
 
+impl Sample {
+    /// The data folder it came from: the first part of [`Sample::name`].
+    pub fn folder(&self) -> &str {
+        self.name.split('/').next().unwrap_or_default()
+    }
+}
+
 /// What loading had to fix or leave out.
 #[derive(Clone, Debug, Default)]
 pub struct LoadReport {

@@ -20,6 +20,15 @@ pub enum OptimizerKind {
     AdamW,
 }
 
+/// Eyes of one training folder drawn more often than once an epoch (`--folder-repeat`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FolderRepeat {
+    /// A `--data` folder's name (its last path component, as in sample names).
+    pub folder: String,
+    /// Draws per epoch of each of its eyes, multiplying the large-cup repeat.
+    pub times: usize,
+}
+
 /// Everything a run needs to be reproduced; saved as `config.json` in the run directory.
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
@@ -76,6 +85,10 @@ pub struct TrainingConfig {
     pub large_cup_repeat: usize,
     #[config(default = 0.6)]
     pub large_cup_vcdr: f64,
+    /// Folders whose eyes are drawn more than once an epoch (empty = every folder once): a
+    /// small camera's eyes weigh more without repeating the others.
+    #[config(default = "Vec::new()")]
+    pub folder_repeat: Vec<FolderRepeat>,
     /// ImageNet weights the encoder started from (`--pretrained`), if any.
     #[config(default = "None")]
     pub pretrained: Option<String>,
@@ -127,6 +140,7 @@ impl TrainingConfig {
             fields.entry("cycle_start").or_insert_with(|| serde_json::json!(0));
             fields.entry("large_cup_repeat").or_insert_with(|| serde_json::json!(1));
             fields.entry("large_cup_vcdr").or_insert_with(|| serde_json::json!(0.6));
+            fields.entry("folder_repeat").or_insert_with(|| serde_json::json!([]));
             fields.entry("vcdr_weight").or_insert_with(|| serde_json::json!(0.0));
             fields.entry("pretrained").or_insert(serde_json::Value::Null);
             fields.entry("init_seed").or_insert(serde_json::Value::Null);

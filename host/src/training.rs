@@ -26,13 +26,16 @@ use crate::progress::{Bar, Progress, fmt_duration};
 use crate::run_dir::{PLOT_FILE, RunDir, RunDirError, RunState};
 use crate::train_config::TrainingConfig;
 
-/// One epoch's draw before shuffling: every sample once, and eyes with a large cup (true vCDR
-/// at least `config.large_cup_vcdr`) `config.large_cup_repeat` times.
-pub fn epoch_indices(true_vcdr: &[f64], config: &TrainingConfig) -> Vec<usize> {
+/// One epoch's draw before shuffling: every sample once, eyes with a large cup (true vCDR at
+/// least `config.large_cup_vcdr`) `config.large_cup_repeat` times, and that count multiplied by
+/// the `config.folder_repeat` of the eye's folder (`folders[i]`).
+pub fn epoch_indices(true_vcdr: &[f64], folders: &[&str], config: &TrainingConfig) -> Vec<usize> {
     let mut order = Vec::with_capacity(true_vcdr.len());
-    for (i, v) in true_vcdr.iter().enumerate() {
-        let times = if *v >= config.large_cup_vcdr { config.large_cup_repeat.max(1) } else { 1 };
-        order.extend(std::iter::repeat_n(i, times));
+    for (i, (v, folder)) in true_vcdr.iter().zip(folders).enumerate() {
+        let large = if *v >= config.large_cup_vcdr { config.large_cup_repeat.max(1) } else { 1 };
+        let of_folder =
+            config.folder_repeat.iter().find(|r| r.folder == *folder).map_or(1, |r| r.times.max(1));
+        order.extend(std::iter::repeat_n(i, large * of_folder));
     }
     order
 }
@@ -248,15 +251,24 @@ pub fn train(
     run.save_config(config)?;
 
     let mut history = run.history();
-    let draw = epoch_indices(&true_vcdr(train_set), config);
+    let vcdr = true_vcdr(train_set);
+    let folders: Vec<&str> = train_set.iter().map(|s| s.folder()).collect();
+    let draw = epoch_indices(&vcdr, &folders, config);
     if config.large_cup_repeat > 1 {
-        let large = (draw.len() - train_set.len()) / (config.large_cup_repeat - 1);
+        let large = vcdr.iter().filter(|v| **v >= config.large_cup_vcdr).count();
         progress.note(&format!(
             "large cups (true vCDR >= {}): {large} of {} eyes, drawn {} times an epoch",
             config.large_cup_vcdr,
             train_set.len(),
             config.large_cup_repeat
         ));
+    }
+    for r in &config.folder_repeat {
+        let eyes = folders.iter().filter(|f| **f == r.folder).count();
+        progress.note(&format!("{}: {eyes} eyes, each drawn {} times as often", r.folder, r.times));
+    }
+    if draw.len() != train_set.len() {
+        progress.note(&format!("{} draws an epoch from {} eyes", draw.len(), train_set.len()));
     }
     let steps_per_epoch = draw.len().div_ceil(config.batch_size.max(1));
     let classes = config.model.num_classes;
@@ -387,21 +399,42 @@ fn finish_interrupted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train_config::test_config;
+    use crate::train_config::{FolderRepeat, test_config};
 
     #[test]
     fn large_cups_are_drawn_more_often_and_old_configs_draw_every_eye_once() {
         let vcdr = [0.3, 0.6, 0.59, 0.8];
-        assert_eq!(epoch_indices(&vcdr, &test_config()), vec![0, 1, 2, 3]);
+        let folders = ["a"; 4];
+        assert_eq!(epoch_indices(&vcdr, &folders, &test_config()), vec![0, 1, 2, 3]);
         let c = test_config().with_large_cup_repeat(3);
-        assert_eq!(epoch_indices(&vcdr, &c), vec![0, 1, 1, 1, 2, 3, 3, 3]);
+        assert_eq!(epoch_indices(&vcdr, &folders, &c), vec![0, 1, 1, 1, 2, 3, 3, 3]);
         let c = c.with_large_cup_vcdr(0.5);
-        assert_eq!(epoch_indices(&vcdr, &c).len(), 10);
+        assert_eq!(epoch_indices(&vcdr, &folders, &c).len(), 10);
         let mut json = serde_json::to_value(test_config()).unwrap();
         let fields = json.as_object_mut().unwrap();
         fields.remove("large_cup_repeat");
         fields.remove("large_cup_vcdr");
+        fields.remove("folder_repeat");
         let old = TrainingConfig::from_json(&json.to_string()).unwrap();
         assert_eq!((old.large_cup_repeat, old.large_cup_vcdr), (1, 0.6));
+        assert!(old.folder_repeat.is_empty(), "runs from before --folder-repeat draw folders once");
+    }
+
+    #[test]
+    fn a_repeated_folder_multiplies_its_eyes_draws_and_leaves_the_others() {
+        let vcdr = [0.3, 0.7, 0.3, 0.7];
+        let folders = ["canon", "canon", "rimone", "rimone"];
+        let repeat = |times| vec![FolderRepeat { folder: "rimone".into(), times }];
+        let c = test_config().with_folder_repeat(repeat(2));
+        assert_eq!(epoch_indices(&vcdr, &folders, &c), vec![0, 1, 2, 2, 3, 3]);
+        let c = c.with_large_cup_repeat(3);
+        let draw = epoch_indices(&vcdr, &folders, &c);
+        assert_eq!(draw, vec![0, 1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3]);
+        let c = test_config().with_folder_repeat(repeat(0));
+        assert_eq!(
+            epoch_indices(&vcdr, &folders, &c),
+            vec![0, 1, 2, 3],
+            "0 draws once, never drops"
+        );
     }
 }

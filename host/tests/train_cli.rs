@@ -386,3 +386,40 @@ fn init_seed_changes_the_weights_but_not_the_held_out_eyes() {
     let config: Value = serde_json::from_slice(&config_b).unwrap();
     assert_eq!((config["seed"].as_u64(), config["init_seed"].as_u64()), (Some(42), Some(7)));
 }
+
+#[test]
+fn folder_repeat_draws_one_folders_eyes_more_often_and_refuses_an_unknown_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let a = gamma_folder(root.path(), "a", 4, 0);
+    let b = gamma_folder(root.path(), "b", 4, 100);
+    let tiny = ["--size", "32", "--depth", "1", "--base-channels", "4", "--epochs", "1"];
+    let train = |name: &str, repeat: &str| {
+        let dir = root.path().join(name);
+        let args = [
+            &["train", "--data", a.to_str().unwrap(), "--data", b.to_str().unwrap()][..],
+            &["--out", dir.to_str().unwrap(), "--val-fraction", "0.25"][..],
+            &tiny[..],
+            &["--folder-repeat", repeat][..],
+        ]
+        .concat();
+        (dir, papilla(&args))
+    };
+    let (dir, out) = train("run", "b=3");
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let held = std::fs::read_to_string(dir.join("held-out.txt")).unwrap();
+    let b_trained = 4 - held.lines().filter(|l| l.starts_with("b/")).count();
+    assert_eq!(held.lines().count(), 2, "{held}");
+    assert!(log.contains(&format!("b: {b_trained} eyes, each drawn 3 times as often")), "{log}");
+    let draws = 6 + 2 * b_trained;
+    assert!(log.contains(&format!("{draws} draws an epoch from 6 eyes")), "{log}");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["folder_repeat"], serde_json::json!([{"folder": "b", "times": 3}]));
+
+    let (dir, out) = train("typo", "rimone=2");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--folder-repeat rimone") && err.contains("they are: a, b"), "{err}");
+    assert!(!dir.join("config.json").exists(), "nothing trained");
+}

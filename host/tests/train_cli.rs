@@ -402,7 +402,8 @@ fn folder_repeat_draws_one_folders_eyes_more_often_and_refuses_an_unknown_folder
             &["--folder-repeat", repeat][..],
         ]
         .concat();
-        (dir, papilla(&args))
+        let out = papilla(&args);
+        (dir, out)
     };
     let (dir, out) = train("run", "b=3");
     ok(&out);

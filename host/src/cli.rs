@@ -455,7 +455,7 @@ pub enum ShapeFitArg {
     Ellipse,
 }
 
-/// A probability from the command line: a number in [0, 1].
+/// `--folder-repeat FOLDER=N`: a folder name (no path) and a count of at least 1.
 fn folder_repeat(s: &str) -> Result<FolderRepeat, String> {
     let (folder, n) = s.rsplit_once('=').ok_or_else(|| format!("{s:?} is not FOLDER=N"))?;
     let times: usize = n.parse().map_err(|e| format!("{n:?} is not a count: {e}"))?;
@@ -468,6 +468,7 @@ fn folder_repeat(s: &str) -> Result<FolderRepeat, String> {
     Ok(FolderRepeat { folder: folder.to_owned(), times })
 }
 
+/// A probability from the command line: a number in [0, 1].
 fn probability(s: &str) -> Result<f32, String> {
     let p: f32 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
     if (0.0..=1.0).contains(&p) { Ok(p) } else { Err(format!("{p} is not in [0, 1]")) }

@@ -28,6 +28,9 @@
 #   LARGE_CUP_REPEAT  N: the segmenter draws eyes with true vCDR >= 0.6 N times an epoch
 #               (default 3, as 0.5.0-0.8.1 were trained; 0.4.0 used 1)
 #   STYLE_MIX   P: Fourier style mixing probability (default 0, as 0.8.1 was trained)
+#   FOLDER_REPEAT  space-separated FOLDER=N: the segmenter draws every eye of that --data folder
+#               N times as often (`train --folder-repeat`; e.g. "rimone-dl=2"; default: none, as
+#               0.8.1 was trained)
 #   INIT_SEED   N: the segmenter's --init-seed (default: none, as 0.8.1 was trained): the same
 #               eyes held out, other initial weights and draws, to measure run-to-run noise
 #   MODEL_VERSION     the bundles' version (default 0.8.1, the shipped one)
@@ -82,6 +85,8 @@ if [ "${SKIP_TRAIN:-}" != 1 ]; then
     if [ -d "$DATA/$extra" ]; then SEGS+=(--data "$DATA/$extra")
     else echo "train-default-model.sh: warning: no $DATA/$extra; the segmenter trains without it" >&2; fi
   done
+  repeats=()
+  for r in ${FOLDER_REPEAT:-}; do repeats+=(--folder-repeat "$r"); done
   weights="${LITE0_WEIGHTS:-$(python3 scripts/fetch-efficientnet-lite0.py)}"
   pretrained=(--pretrained "$weights")
   [ "$weights" = none ] && pretrained=()
@@ -90,7 +95,7 @@ if [ "${SKIP_TRAIN:-}" != 1 ]; then
     --lr 0.001 --ce-weight 1 --rotate 10 --checkpoint-every 1 --vflip 0 \
     --scale 0.3 --roi-context 2.2 --loss nested --roi-min-side 0.2 --translate 0.08 \
     --large-cup-repeat "${LARGE_CUP_REPEAT:-3}" --camera-augment --vcdr-weight 1 \
-    --style-mix "${STYLE_MIX:-0}" ${INIT_SEED:+--init-seed "$INIT_SEED"}
+    --style-mix "${STYLE_MIX:-0}" ${INIT_SEED:+--init-seed "$INIT_SEED"} "${repeats[@]}"
   cp "$RUNS/lite0/model-last.bpk" "$RUNS/lite0/model-best.bpk"
   # Stage 3: the cycle's last 4 epochs (9-12; SMOKE: 2) averaged, then one epoch at learning
   # rate 0 on the same data, which moves only BatchNorm's running statistics to the averaged

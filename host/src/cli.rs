@@ -188,12 +188,15 @@ pub struct TrainArgs {
     /// a resumed libtorch run does not drop to flex's speed and its own numerics).
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
-    /// Continue the run in --out from its last checkpoint. Its config.json wins, except for
-    /// --epochs, --restart-lr and, when given, --loss, --roi-context, --resize and --vflip.
+    /// Continue the run in --out from its last checkpoint. Its config.json wins (its --data
+    /// too), except for --epochs, --restart-lr and, when given, --loss, --large-cup-repeat,
+    /// --large-cup-vcdr, --folder-repeat, --vcdr-weight, --roi-context, --resize, --vflip and
+    /// --anti-alias.
     #[arg(long)]
     pub resume: bool,
     /// With --resume: begin a new cosine cycle (warm-up, then cosine to zero at --epochs) at
-    /// the last completed epoch, peaking at this learning rate (a warm restart).
+    /// the last completed epoch, peaking at this learning rate (a warm restart). 0 moves only
+    /// BatchNorm's running statistics (after `papilla average`), so it runs the forward only.
     #[arg(long, value_name = "LR", requires = "resume")]
     pub restart_lr: Option<f64>,
     /// With --resume: go on at this network input side (progressive resizing: every weight of

@@ -271,6 +271,14 @@ pub fn train(
         progress.note(&format!("{} draws an epoch from {} eyes", draw.len(), train_set.len()));
     }
     let steps_per_epoch = draw.len().div_ceil(config.batch_size.max(1));
+    // At peak rate 0 (the BatchNorm epoch after `average`) no step can move a weight, so the
+    // forward runs without gradients and nothing is differentiated (a quarter of the time,
+    // BENCHMARKS.md). BatchNorm still takes its training path and updates its running
+    // statistics; the optimiser's moments keep their values.
+    let statistics_only = config.lr == 0.0;
+    if statistics_only {
+        model = model.no_grad();
+    }
     let classes = config.model.num_classes;
     let run_start = Instant::now();
     let wall_before = state.wall_time_s;
@@ -319,9 +327,15 @@ pub fn train(
             if !value.is_finite() {
                 return Err(TrainError::Diverged(value, epoch));
             }
-            let grads = GradientsParams::from_grads(l.backward(), &model);
             lr = config.lr_at(state.epoch, b, steps_per_epoch);
-            model = optim.step(lr, model, grads);
+            if statistics_only {
+                // Nothing to differentiate, but burn's autodiff frees finished graphs only
+                // when some backward runs: without one memory grows by gigabytes a minute.
+                let _ = Tensor::<1>::zeros([1], &train_device).require_grad().sum().backward();
+            } else {
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                model = optim.step(lr, model, grads);
+            }
             state.step += 1;
             loss_sum += value * batch.len() as f64;
             seen += batch.len();
@@ -436,5 +450,50 @@ mod tests {
             vec![0, 1, 2, 3],
             "0 draws once, never drops"
         );
+    }
+
+    #[test]
+    fn an_epoch_at_rate_0_moves_batchnorm_statistics_and_no_weight() {
+        use crate::backend::{Hardware, collect};
+        use crate::progress::Silent;
+        use crate::run_dir::load_model;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("synth");
+        let args =
+            crate::cli::SynthArgs { out: data.clone(), count: 6, size: 64, disc: None, seed: 7 };
+        crate::app::synth(&args, &Silent).unwrap();
+        let mut config = test_config().with_epochs(1).with_warmup_epochs(0).with_lr(0.01);
+        config.model = config.model.with_base_channels(4).with_depth(2);
+        let mut samples =
+            crate::app::load_folders(&[data], "train", &config.preprocess, 1, &Silent).unwrap();
+        let val = samples.split_off(4);
+        let compute = Compute {
+            device: Device::flex(),
+            hardware: Hardware { backend: "flex".into(), device: "test".into(), threads: 1 },
+        };
+        let (out, stop) = (dir.path().join("run"), AtomicBool::new(false));
+        let watch = || Watch { interrupt: &stop, progress: &Silent };
+        let floats = || {
+            let m = load_model(&config.model, &out.join("model-last.bpk"), &compute.device);
+            collect(&m.unwrap(), None).unwrap()
+        };
+        train(&config, &samples, &val, &out, &compute, false, watch()).unwrap();
+        let before = floats();
+        // What `train --resume --epochs 2 --restart-lr 0` runs after `average`.
+        let bn = test_config().with_epochs(2).with_lr(0.0).with_cycle_start(1);
+        let bn = TrainingConfig { model: config.model.clone(), ..bn };
+        let done = train(&bn, &samples, &val, &out, &compute, true, watch()).unwrap();
+        assert_eq!(done.state.epoch, 2);
+        let after = floats();
+        assert_eq!(before.len(), after.len());
+        let mut moved = 0;
+        for ((name, a), (_, b)) in before.iter().zip(&after) {
+            if name.contains("running") {
+                moved += usize::from(a != b);
+            } else {
+                assert_eq!(a, b, "{name} changed at learning rate 0");
+            }
+        }
+        assert!(moved > 0, "no BatchNorm statistic moved: {:?}", before.iter().map(|n| &n.0));
     }
 }

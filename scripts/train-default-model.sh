@@ -31,6 +31,9 @@
 #   FOLDER_REPEAT  space-separated FOLDER=N: the segmenter draws every eye of that --data folder
 #               N times as often (`train --folder-repeat`; e.g. "rimone-dl=2"; default: none, as
 #               0.8.1 was trained)
+#   FOLDER_LARGE_CUP_REPEAT  space-separated FOLDER=N: that folder's large cups drawn N times
+#               instead of LARGE_CUP_REPEAT (`train --folder-large-cup-repeat`; e.g.
+#               "rimone-dl=2"; default: none, as 0.8.1 was trained)
 #   INIT_SEED   N: the segmenter's --init-seed (default: none, as 0.8.1 was trained): the same
 #               eyes held out, other initial weights and draws, to measure run-to-run noise
 #   MODEL_VERSION     the bundles' version (default 0.8.1, the shipped one)
@@ -87,6 +90,7 @@ if [ "${SKIP_TRAIN:-}" != 1 ]; then
   done
   repeats=()
   for r in ${FOLDER_REPEAT:-}; do repeats+=(--folder-repeat "$r"); done
+  for r in ${FOLDER_LARGE_CUP_REPEAT:-}; do repeats+=(--folder-large-cup-repeat "$r"); done
   weights="${LITE0_WEIGHTS:-$(python3 scripts/fetch-efficientnet-lite0.py)}"
   pretrained=(--pretrained "$weights")
   [ "$weights" = none ] && pretrained=()

@@ -63,8 +63,8 @@ pub enum AppError {
         run.display()
     )]
     NotASecondStage { run: PathBuf },
-    #[error("--folder-repeat {folder}: no --data folder has that name (they are: {})", known.join(", "))]
-    UnknownRepeatFolder { folder: String, known: Vec<String> },
+    #[error("{flag} {folder}: no --data folder has that name (they are: {})", known.join(", "))]
+    UnknownRepeatFolder { flag: &'static str, folder: String, known: Vec<String> },
     #[error(transparent)]
     Open(#[from] papilla_shared::runtime::OpenError),
     #[error(transparent)]
@@ -178,6 +178,7 @@ pub fn training_config(args: &TrainArgs) -> TrainingConfig {
     .with_large_cup_repeat(args.large_cup_repeat.unwrap_or(1))
     .with_large_cup_vcdr(args.large_cup_vcdr.unwrap_or(0.6))
     .with_folder_repeat(args.folder_repeat.clone())
+    .with_folder_large_cup_repeat(args.folder_large_cup_repeat.clone())
     .with_vcdr_weight(args.vcdr_weight.unwrap_or(0.0))
 }
 
@@ -219,6 +220,9 @@ pub fn train(
         if !args.folder_repeat.is_empty() {
             c.folder_repeat = args.folder_repeat.clone();
         }
+        if !args.folder_large_cup_repeat.is_empty() {
+            c.folder_large_cup_repeat = args.folder_large_cup_repeat.clone();
+        }
         if let Some(w) = args.vcdr_weight {
             c.vcdr_weight = w;
         }
@@ -256,8 +260,15 @@ pub fn train(
     let data: Vec<PathBuf> = config.data.iter().map(PathBuf::from).collect();
     let val: Vec<PathBuf> = config.val.iter().map(PathBuf::from).collect();
     let names: Vec<String> = data.iter().map(|d| data::folder_name(d)).collect();
-    if let Some(r) = config.folder_repeat.iter().find(|r| !names.contains(&r.folder)) {
-        return Err(AppError::UnknownRepeatFolder { folder: r.folder.clone(), known: names });
+    let repeats = [
+        ("--folder-repeat", &config.folder_repeat),
+        ("--folder-large-cup-repeat", &config.folder_large_cup_repeat),
+    ];
+    for (flag, list) in repeats {
+        if let Some(r) = list.iter().find(|r| !names.contains(&r.folder)) {
+            let folder = r.folder.clone();
+            return Err(AppError::UnknownRepeatFolder { flag, folder, known: names });
+        }
     }
     let samples = load_folders(&data, "train", &config.preprocess, args.threads, progress)?;
     let (train_set, val_set) = if val.is_empty() {

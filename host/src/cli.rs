@@ -190,8 +190,8 @@ pub struct TrainArgs {
     pub backend: Option<BackendArg>,
     /// Continue the run in --out from its last checkpoint. Its config.json wins (its --data
     /// too), except for --epochs, --restart-lr and, when given, --loss, --large-cup-repeat,
-    /// --large-cup-vcdr, --folder-repeat, --vcdr-weight, --roi-context, --resize, --vflip and
-    /// --anti-alias.
+    /// --large-cup-vcdr, --folder-repeat, --folder-large-cup-repeat, --vcdr-weight,
+    /// --roi-context, --resize, --vflip and --anti-alias.
     #[arg(long)]
     pub resume: bool,
     /// With --resume: begin a new cosine cycle (warm-up, then cosine to zero at --epochs) at
@@ -301,6 +301,11 @@ pub struct TrainArgs {
     /// replaces the run's list).
     #[arg(long, value_name = "FOLDER=N", value_parser = folder_repeat)]
     pub folder_repeat: Vec<FolderRepeat>,
+    /// Draw the large cups of the --data folder named FOLDER N times an epoch instead of
+    /// --large-cup-repeat (times its --folder-repeat); repeat the flag for several folders (with
+    /// --resume, replaces the run's list).
+    #[arg(long, value_name = "FOLDER=N", value_parser = folder_repeat)]
+    pub folder_large_cup_repeat: Vec<FolderRepeat>,
     /// Keep a numbered checkpoint every N epochs (0: only best and last).
     #[arg(long, default_value_t = 10)]
     pub checkpoint_every: usize,
@@ -701,9 +706,17 @@ mod tests {
         let Command::Train(t) = cli.command else { panic!("train") };
         let pairs: Vec<_> = t.folder_repeat.iter().map(|r| (r.folder.as_str(), r.times)).collect();
         assert_eq!(pairs, [("rimone-dl", 2), ("zeiss", 3)]);
+        assert!(t.folder_large_cup_repeat.is_empty());
+        let cli =
+            Cli::try_parse_from(args.iter().chain(&["--folder-large-cup-repeat", "rimone-dl=1"]));
+        let Command::Train(t) = cli.unwrap().command else { panic!("train") };
+        assert_eq!(t.folder_large_cup_repeat[0].folder, "rimone-dl");
+        assert_eq!(t.folder_large_cup_repeat[0].times, 1);
         for bad in ["rimone-dl", "rimone-dl=0", "rimone-dl=two", "=2", "d/rimone-dl=2"] {
-            let cli = Cli::try_parse_from(args.iter().chain(&["--folder-repeat", bad]));
-            assert!(cli.is_err(), "{bad} accepted");
+            for flag in ["--folder-repeat", "--folder-large-cup-repeat"] {
+                let cli = Cli::try_parse_from(args.iter().chain(&[flag, bad]));
+                assert!(cli.is_err(), "{flag} {bad} accepted");
+            }
         }
         let cli = Cli::try_parse_from(["papilla", "check-backend", "--backend", "wgpu"]).unwrap();
         let Command::CheckBackend(c) = cli.command else { panic!("check-backend") };

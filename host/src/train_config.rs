@@ -20,12 +20,13 @@ pub enum OptimizerKind {
     AdamW,
 }
 
-/// Eyes of one training folder drawn more often than once an epoch (`--folder-repeat`).
+/// A draw count for one training folder's eyes (`--folder-repeat`,
+/// `--folder-large-cup-repeat`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FolderRepeat {
     /// A `--data` folder's name (its last path component, as in sample names).
     pub folder: String,
-    /// Draws per epoch of each of its eyes, multiplying the large-cup repeat.
+    /// Draws per epoch (see the field that holds it).
     pub times: usize,
 }
 
@@ -89,6 +90,11 @@ pub struct TrainingConfig {
     /// small camera's eyes weigh more without repeating the others.
     #[config(default = "Vec::new()")]
     pub folder_repeat: Vec<FolderRepeat>,
+    /// Folders whose large cups are drawn this many times instead of `large_cup_repeat` (empty =
+    /// every folder the same): a camera whose own eyes hold many glaucomatous cups (RIM-ONE DL,
+    /// a third) needs less of the prior that REFUGE's tenth needs.
+    #[config(default = "Vec::new()")]
+    pub folder_large_cup_repeat: Vec<FolderRepeat>,
     /// ImageNet weights the encoder started from (`--pretrained`), if any.
     #[config(default = "None")]
     pub pretrained: Option<String>,
@@ -141,6 +147,7 @@ impl TrainingConfig {
             fields.entry("large_cup_repeat").or_insert_with(|| serde_json::json!(1));
             fields.entry("large_cup_vcdr").or_insert_with(|| serde_json::json!(0.6));
             fields.entry("folder_repeat").or_insert_with(|| serde_json::json!([]));
+            fields.entry("folder_large_cup_repeat").or_insert_with(|| serde_json::json!([]));
             fields.entry("vcdr_weight").or_insert_with(|| serde_json::json!(0.0));
             fields.entry("pretrained").or_insert(serde_json::Value::Null);
             fields.entry("init_seed").or_insert(serde_json::Value::Null);

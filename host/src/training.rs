@@ -24,17 +24,24 @@ use crate::model::UNet;
 use crate::plot;
 use crate::progress::{Bar, Progress, fmt_duration};
 use crate::run_dir::{PLOT_FILE, RunDir, RunDirError, RunState};
-use crate::train_config::TrainingConfig;
+use crate::train_config::{FolderRepeat, TrainingConfig};
 
 /// One epoch's draw before shuffling: every sample once, eyes with a large cup (true vCDR at
-/// least `config.large_cup_vcdr`) `config.large_cup_repeat` times, and that count multiplied by
-/// the `config.folder_repeat` of the eye's folder (`folders[i]`).
+/// least `config.large_cup_vcdr`) `config.large_cup_repeat` times (or their folder's
+/// `config.folder_large_cup_repeat`), and that count multiplied by the `config.folder_repeat`
+/// of the eye's folder (`folders[i]`).
 pub fn epoch_indices(true_vcdr: &[f64], folders: &[&str], config: &TrainingConfig) -> Vec<usize> {
+    let of = |list: &[FolderRepeat], folder: &str| {
+        list.iter().find(|r| r.folder == folder).map(|r| r.times.max(1))
+    };
     let mut order = Vec::with_capacity(true_vcdr.len());
     for (i, (v, folder)) in true_vcdr.iter().zip(folders).enumerate() {
-        let large = if *v >= config.large_cup_vcdr { config.large_cup_repeat.max(1) } else { 1 };
-        let of_folder =
-            config.folder_repeat.iter().find(|r| r.folder == *folder).map_or(1, |r| r.times.max(1));
+        let large = if *v >= config.large_cup_vcdr {
+            of(&config.folder_large_cup_repeat, folder).unwrap_or(config.large_cup_repeat.max(1))
+        } else {
+            1
+        };
+        let of_folder = of(&config.folder_repeat, folder).unwrap_or(1);
         order.extend(std::iter::repeat_n(i, large * of_folder));
     }
     order
@@ -267,6 +274,12 @@ pub fn train(
         let eyes = folders.iter().filter(|f| **f == r.folder).count();
         progress.note(&format!("{}: {eyes} eyes, each drawn {} times as often", r.folder, r.times));
     }
+    for r in &config.folder_large_cup_repeat {
+        let large = (folders.iter().zip(&vcdr))
+            .filter(|(f, v)| **f == r.folder && **v >= config.large_cup_vcdr)
+            .count();
+        progress.note(&format!("{}: its {large} large cups drawn {} times", r.folder, r.times));
+    }
     if draw.len() != train_set.len() {
         progress.note(&format!("{} draws an epoch from {} eyes", draw.len(), train_set.len()));
     }
@@ -413,7 +426,7 @@ fn finish_interrupted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train_config::{FolderRepeat, test_config};
+    use crate::train_config::test_config;
 
     #[test]
     fn large_cups_are_drawn_more_often_and_old_configs_draw_every_eye_once() {
@@ -450,6 +463,22 @@ mod tests {
             vec![0, 1, 2, 3],
             "0 draws once, never drops"
         );
+    }
+
+    #[test]
+    fn a_folders_own_large_cup_repeat_replaces_the_common_one_for_its_eyes_only() {
+        let vcdr = [0.3, 0.7, 0.3, 0.7];
+        let folders = ["canon", "canon", "rimone", "rimone"];
+        let rimone = |times| vec![FolderRepeat { folder: "rimone".into(), times }];
+        let c = test_config().with_large_cup_repeat(3).with_folder_large_cup_repeat(rimone(1));
+        assert_eq!(epoch_indices(&vcdr, &folders, &c), vec![0, 1, 1, 1, 2, 3]);
+        let c = c.with_folder_large_cup_repeat(rimone(2)).with_folder_repeat(rimone(2));
+        let draw = epoch_indices(&vcdr, &folders, &c);
+        assert_eq!(draw, vec![0, 1, 1, 1, 2, 2, 3, 3, 3, 3], "times the folder's repeat");
+        let mut json = serde_json::to_value(test_config()).unwrap();
+        json.as_object_mut().unwrap().remove("folder_large_cup_repeat");
+        let old = TrainingConfig::from_json(&json.to_string()).unwrap();
+        assert!(old.folder_large_cup_repeat.is_empty(), "older runs: one large-cup repeat");
     }
 
     #[test]

@@ -34,6 +34,9 @@
 #   FOLDER_LARGE_CUP_REPEAT  space-separated FOLDER=N: that folder's large cups drawn N times
 #               instead of LARGE_CUP_REPEAT (`train --folder-large-cup-repeat`; e.g.
 #               "rimone-dl=2"; default: none, as 0.8.1 was trained)
+#   SEG_EPOCHS  N: the segmenter's cosine cycle in epochs (default 12, as 0.8.1 was trained);
+#               the BatchNorm epoch is N + 1
+#   AVERAGE_LAST  N: how many of the cycle's last epochs are averaged (default 4: epochs 9-12)
 #   INIT_SEED   N: the segmenter's --init-seed (default: none, as 0.8.1 was trained): the same
 #               eyes held out, other initial weights and draws, to measure run-to-run noise
 #   MODEL_VERSION     the bundles' version (default 0.8.1, the shipped one)
@@ -60,6 +63,12 @@ ep() {
     echo "$1"
   fi
 }
+seg_epochs="$(ep "${SEG_EPOCHS:-12}")"
+last="${AVERAGE_LAST:-4}"; [ "${SMOKE:-}" = 1 ] && last=2
+if ! [ "$last" -ge 1 ] 2>/dev/null || [ "$last" -gt "$seg_epochs" ]; then
+  echo "train-default-model.sh: AVERAGE_LAST=$last must be 1 to the cycle's $seg_epochs epochs" >&2
+  exit 2
+fi
 common=(--depth 4 --warmup-epochs 1 --optimizer adamw --lr 0.003 --ce-weight 1
         --rotate 10 --checkpoint-every 0)
 
@@ -80,7 +89,7 @@ if [ "${SKIP_TRAIN:-}" != 1 ]; then
   # times; camera augmentation and the soft-vCDR loss term; the Dice of disc and cup per image
   # (`--loss nested`: a small healthy cup weighs as much as a large one, as the REFUGE metrics
   # average); no vertical flips (a fundus photograph has an up and a down); one cosine cycle of
-  # 12 epochs at peak 0.001, every epoch's checkpoint kept for the average below.
+  # SEG_EPOCHS (12) epochs at peak 0.001, every epoch's checkpoint kept for the average below.
   # A set that is absent is left out with a warning (the GPU kit packs GAMMA layouts only, so it
   # carries no RIM-ONE): the result is then not 0.8.1's recipe.
   SEGS=(--data "$DATA/refuge512/train")
@@ -94,21 +103,20 @@ if [ "${SKIP_TRAIN:-}" != 1 ]; then
   weights="${LITE0_WEIGHTS:-$(python3 scripts/fetch-efficientnet-lite0.py)}"
   pretrained=(--pretrained "$weights")
   [ "$weights" = none ] && pretrained=()
-  train "${SEGS[@]}" --out "$RUNS/lite0" --size 224 --epochs "$(ep 12)" \
+  train "${SEGS[@]}" --out "$RUNS/lite0" --size 224 --epochs "$seg_epochs" \
     --encoder efficientnet-lite0 "${pretrained[@]}" --anti-alias --warmup-epochs 1 --optimizer adamw \
     --lr 0.001 --ce-weight 1 --rotate 10 --checkpoint-every 1 --vflip 0 \
     --scale 0.3 --roi-context 2.2 --loss nested --roi-min-side 0.2 --translate 0.08 \
     --large-cup-repeat "${LARGE_CUP_REPEAT:-3}" --camera-augment --vcdr-weight 1 \
     --style-mix "${STYLE_MIX:-0}" ${INIT_SEED:+--init-seed "$INIT_SEED"} "${repeats[@]}"
   cp "$RUNS/lite0/model-last.bpk" "$RUNS/lite0/model-best.bpk"
-  # Stage 3: the cycle's last 4 epochs (9-12; SMOKE: 2) averaged, then one epoch at learning
+  # Stage 3: the cycle's last AVERAGE_LAST epochs (4: 9-12; SMOKE: 2) averaged, then one epoch at learning
   # rate 0 on the same data, which moves only BatchNorm's running statistics to the averaged
   # weights' (so chosen for 0.8.1, whose held-out eyes score 0.8639 pooled against 0.8.0's
   # 0.8608; MODEL_CARD.md). Its last checkpoint ships.
-  last=4; [ "${SMOKE:-}" = 1 ] && last=2
   rm -rf "$RUNS/lite0-avg"
   papilla average --run "$RUNS/lite0" --last "$last" --out "$RUNS/lite0-avg"
-  train "${SEGS[@]}" --out "$RUNS/lite0-avg" --resume --epochs "$(( $(ep 12) + 1 ))" \
+  train "${SEGS[@]}" --out "$RUNS/lite0-avg" --resume --epochs "$(( seg_epochs + 1 ))" \
     --restart-lr 0 --checkpoint-every 0
   cp "$RUNS/lite0-avg/model-last.bpk" "$RUNS/lite0-avg/model-best.bpk"
 fi

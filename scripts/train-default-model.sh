@@ -63,7 +63,7 @@ ep() {
     echo "$1"
   fi
 }
-seg_epochs="$(ep "${SEG_EPOCHS:-12}")"
+seg_epochs="${SEG_EPOCHS:-12}"; [ "${SMOKE:-}" = 1 ] && seg_epochs=3
 last="${AVERAGE_LAST:-4}"; [ "${SMOKE:-}" = 1 ] && last=2
 if ! [ "$last" -ge 1 ] 2>/dev/null || [ "$last" -gt "$seg_epochs" ]; then
   echo "train-default-model.sh: AVERAGE_LAST=$last must be 1 to the cycle's $seg_epochs epochs" >&2

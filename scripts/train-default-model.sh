@@ -55,16 +55,15 @@ else
   papilla() { cargo run --release -q -p papilla-host -- "$@"; }
 fi
 train() { papilla train --backend "$BACKEND" "$@"; }
-# Epochs a stage ends at; SMOKE keeps the stages' order with 1-3 epochs.
-ep() {
-  if [ "${SMOKE:-}" = 1 ]; then
-    case "$1" in 10) echo 1 ;; *) echo 3 ;; esac
-  else
-    echo "$1"
-  fi
-}
-seg_epochs="${SEG_EPOCHS:-12}"; [ "${SMOKE:-}" = 1 ] && seg_epochs=3
-last="${AVERAGE_LAST:-4}"; [ "${SMOKE:-}" = 1 ] && last=2
+# Epochs of each stage; SMOKE keeps the stages' order with 1-3 epochs. Checked before any work.
+loc_epochs=10
+seg_epochs="${SEG_EPOCHS:-12}"
+last="${AVERAGE_LAST:-4}"
+[ "${SMOKE:-}" = 1 ] && { loc_epochs=1; seg_epochs=3; last=2; }
+if ! [ "$seg_epochs" -ge 1 ] 2>/dev/null; then
+  echo "train-default-model.sh: SEG_EPOCHS=$seg_epochs must be a whole number of epochs, 1 or more" >&2
+  exit 2
+fi
 if ! [ "$last" -ge 1 ] 2>/dev/null || [ "$last" -gt "$seg_epochs" ]; then
   echo "train-default-model.sh: AVERAGE_LAST=$last must be 1 to the cycle's $seg_epochs epochs" >&2
   exit 2
@@ -74,7 +73,7 @@ common=(--depth 4 --warmup-epochs 1 --optimizer adamw --lr 0.003 --ce-weight 1
 
 if [ "${SKIP_TRAIN:-}" != 1 ]; then
   # Stage 1: the locator, the whole photograph at 128 px.
-  train --data "$DATA/refuge512/train" --out "$RUNS/loc128" --size 128 --epochs "$(ep 10)" \
+  train --data "$DATA/refuge512/train" --out "$RUNS/loc128" --size 128 --epochs "$loc_epochs" \
     "${common[@]}" --base-channels 8 --scale 0.15 --translate 0.05
   # The locator only has to find the disc: its last epoch ships. The trainer's criterion (mean
   # Dice minus vCDR MAE) needs a cup, which a 128 px locator may never draw; then it keeps
@@ -110,8 +109,8 @@ if [ "${SKIP_TRAIN:-}" != 1 ]; then
     --large-cup-repeat "${LARGE_CUP_REPEAT:-3}" --camera-augment --vcdr-weight 1 \
     --style-mix "${STYLE_MIX:-0}" ${INIT_SEED:+--init-seed "$INIT_SEED"} "${repeats[@]}"
   cp "$RUNS/lite0/model-last.bpk" "$RUNS/lite0/model-best.bpk"
-  # Stage 3: the cycle's last AVERAGE_LAST epochs (4: 9-12; SMOKE: 2) averaged, then one epoch at learning
-  # rate 0 on the same data, which moves only BatchNorm's running statistics to the averaged
+  # Stage 3: the cycle's last AVERAGE_LAST epochs (4: 9-12; SMOKE: 2) averaged, then one epoch
+  # at learning rate 0 on the same data, which moves only BatchNorm's running statistics to the averaged
   # weights' (so chosen for 0.8.1, whose held-out eyes score 0.8639 pooled against 0.8.0's
   # 0.8608; MODEL_CARD.md). Its last checkpoint ships.
   rm -rf "$RUNS/lite0-avg"
